@@ -1,0 +1,4 @@
+"""ar-cli."""
+from .__about__ import __version__
+
+__all__ = ["__version__"]

@@ -1,0 +1,2 @@
+"""One module per format; importing this package registers them all."""
+from . import fake  # noqa: F401

@@ -1,0 +1,46 @@
+"""ar-schemes: quantization schemes, data types and their quantize-dequantize math."""
+from .__about__ import __version__
+
+# schemes
+from .scheme import QuantScheme, DATA_TYPES
+from .presets import PRESETS, get_scheme, preset_names, scheme_name
+
+# math
+from .dtypes import (QuantResult, Quantizer, get_quantizer, register_dtype, registered_dtypes, scale_shape,
+                     to_groups, from_groups, round_ste)
+
+# layer selection and the hand-off record
+from .layer_config import resolve_layer_schemes, key_matches
+from .model import QuantizedLayer, QuantizedModel
+
+# errors
+from .errors import ArError, SchemeError
+
+
+def qdq(w, scheme: QuantScheme, v=None, min_scale=None, max_scale=None):
+    """Quantize then dequantize ``w`` (out, in) with ``scheme``; returns the dequantized tensor.
+
+    >>> import torch
+    >>> qdq(torch.randn(8, 128), get_scheme("W4A16")).shape
+    torch.Size([8, 128])
+    """
+    return get_quantizer(scheme.data_type).quantize(w, scheme, v, min_scale, max_scale).dequant
+
+
+def quantize(w, scheme: QuantScheme, v=None, min_scale=None, max_scale=None) -> QuantResult:
+    """Quantize ``w`` (out, in): dequantized tensor plus codes, scales and zero points."""
+    return get_quantizer(scheme.data_type).quantize(w, scheme, v, min_scale, max_scale)
+
+
+__all__ = [
+    "__version__",
+    # schemes
+    "QuantScheme", "DATA_TYPES", "PRESETS", "get_scheme", "preset_names", "scheme_name",
+    # math
+    "qdq", "quantize", "QuantResult", "Quantizer", "get_quantizer", "register_dtype", "registered_dtypes",
+    "scale_shape", "to_groups", "from_groups", "round_ste",
+    # layers
+    "resolve_layer_schemes", "key_matches", "QuantizedLayer", "QuantizedModel",
+    # errors
+    "ArError", "SchemeError",
+]
