@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import SchemeError
 from ..scheme import QuantScheme
 from .base import (QuantResult, Quantizer, expand_groups, fp16_ste, from_groups, group_range,
                    register_dtype, round_ste, to_groups)
@@ -59,7 +60,9 @@ class IntQuantizer(Quantizer):
     def dequantize(self, codes: Tensor, scale: Tensor, zero: Tensor | None, scheme: QuantScheme,
                    global_scale: Tensor | None = None, extra: dict[str, Tensor] | None = None) -> Tensor:
         shape = tuple(codes.shape)
-        assert zero is not None
+        if zero is None:
+            raise SchemeError("int codes need their zero points to dequantize (zero=None was given); "
+                              "pass QuantResult.zero / QuantizedLayer.zero")
         s = expand_groups(scale.float(), shape, scheme.group_size)
         z = expand_groups(zero.float(), shape, scheme.group_size)
         return (codes.float() - z) * s
