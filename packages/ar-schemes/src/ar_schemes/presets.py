@@ -19,7 +19,7 @@ def _mx(bits: int, rceil: bool = False) -> QuantScheme:
 
 def _gguf(name: str, bits: int, group: int, sym: bool, super_bits: int | None = None,
           super_group: int | None = None) -> QuantScheme:
-    dt = "int_dq" if super_bits else "int"
+    dt = "int_dq" if super_bits else "int_ggml"  # ggml's rounding, so files match llama.cpp's
     return QuantScheme(bits=bits, group_size=group, sym=sym, data_type=dt, super_bits=super_bits,
                        super_group_size=super_group, gguf=name)
 

@@ -12,6 +12,7 @@ SCHEME_VERSION = 1
 DATA_TYPES: dict[str, tuple[int, ...]] = {
     "int": (2, 3, 4, 5, 6, 7, 8),
     "int_dq": (2, 3, 4, 5, 6),  # GGUF k-quants: int codes, scales quantized again per super-block
+    "int_ggml": (4, 5, 8),  # GGUF legacy blocks (q4_0 .. q8_0, iq4_nl) with ggml's own rounding
     "mx_fp": (4, 8),
     "mx_fp_rceil": (4, 8),
     "nv_fp": (4,),
