@@ -1,4 +1,33 @@
-"""ar-kernels."""
+"""ar-kernels: load ar (and GPTQ / AWQ) checkpoints into models that run fast. Needs torch alone.
+
+Optional backends (Triton, IPEX, Habana) and transformers are imported only when used.
+"""
 from .__about__ import __version__
 
-__all__ = ["__version__"]
+# backends and their registry
+from .registry import BACKENDS, BackendSpec, LayerDesc, register_backend, select_backend
+from .backends import FloatQuantLinear, IntQuantLinear, QuantLinear
+from .backends.torch import TorchIntLinear
+from .backends.fp import TorchFloatLinear
+from .backends.triton import TritonIntLinear
+from .backends.ipex import IpexIntLinear
+from .backends.hpu import HpuIntLinear
+
+# loading
+from .load import load, make_quant_linear, replace_linears, post_init_model
+from .transformers import register_transformers_quantizer
+
+# errors
+from .errors import ArError, BackendError, CheckpointError, MissingDependencyError
+
+__all__ = [
+    "__version__",
+    # backends
+    "BACKENDS", "BackendSpec", "LayerDesc", "register_backend", "select_backend",
+    "QuantLinear", "IntQuantLinear", "FloatQuantLinear",
+    "TorchIntLinear", "TorchFloatLinear", "TritonIntLinear", "IpexIntLinear", "HpuIntLinear",
+    # loading
+    "load", "make_quant_linear", "replace_linears", "post_init_model", "register_transformers_quantizer",
+    # errors
+    "ArError", "BackendError", "CheckpointError", "MissingDependencyError",
+]

@@ -1,0 +1,182 @@
+"""Triton kernels of the ``triton`` backend (this module imports triton; ``triton.py`` does not).
+
+Weights are in the kernel layout of ``base``: qweight int32 [ceil(K / P), N] with P = 32 // BITS
+codes per word along K, scales and zeros [ngroups, N]. Each kernel dequantizes in registers with
+``w = ((q - zero) * scale)`` in fp32 rounded to the activation dtype, exactly as the torch
+backend does, so the two agree up to the order of the fp32 accumulation.
+
+- ``int_gemm``: tiles of (BLOCK_M x BLOCK_N), K loop, ``tl.dot`` on the dequantized tile (prefill).
+- ``int_gemv``: split-K for a few rows (decode): each program reduces one K-slice of a column
+  block and atomically adds its fp32 partial sums into the output.
+- ``int_dequant``: the whole weight to (N, K) in the activation dtype, for cuBLAS on huge batches.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@triton.jit
+def _gemm_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, b_ptr, out_ptr, M, N, K, stride_xm, stride_om,
+                 GROUP: tl.constexpr, BITS: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    PACK: tl.constexpr = 32 // BITS
+    MASK: tl.constexpr = (1 << BITS) - 1
+    # grouped program order: GROUP_M row blocks share the same weight columns in L2
+    pid = tl.program_id(0)
+    n_m, n_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
+    per_group = GROUP_M * n_n
+    first_m = (pid // per_group) * GROUP_M
+    size_m = tl.minimum(n_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % per_group) % size_m
+    pid_n = (pid % per_group) // size_m
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    m_ok, n_ok = offs_m < M, offs_n < N
+    dtype = x_ptr.dtype.element_ty
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + offs_k
+        k_ok = k < K
+        x = tl.load(x_ptr + offs_m[:, None] * stride_xm + k[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+        qw = tl.load(qw_ptr + (k // PACK)[:, None] * N + offs_n[None, :], mask=k_ok[:, None] & n_ok[None, :], other=0)
+        q = (qw >> ((k % PACK) * BITS)[:, None]) & MASK  # (BLOCK_K, BLOCK_N)
+        g = k0 // GROUP  # BLOCK_K divides GROUP: one group row per tile
+        s = tl.load(s_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+        z = tl.load(z_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+        w = ((q.to(tl.float32) - z[None, :]) * s[None, :]).to(dtype)
+        acc = tl.dot(x, w, acc)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    tl.store(out_ptr + offs_m[:, None] * stride_om + offs_n[None, :], acc.to(out_ptr.dtype.element_ty),
+             mask=m_ok[:, None] & n_ok[None, :])
+
+
+@triton.jit
+def _gemv_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, M, N, K, stride_xm, K_SPLIT,
+                 GROUP: tl.constexpr, BITS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    PACK: tl.constexpr = 32 // BITS
+    MASK: tl.constexpr = (1 << BITS) - 1
+    WORDS: tl.constexpr = BLOCK_K // PACK
+    pid_n, pid_k = tl.program_id(0), tl.program_id(1)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = offs_n < N
+    offs_w = tl.arange(0, WORDS)
+    dtype = x_ptr.dtype.element_ty
+    k_start = pid_k * K_SPLIT
+    for m in range(0, M):
+        acc = tl.zeros((WORDS, BLOCK_N), dtype=tl.float32)
+        for k0 in range(k_start, k_start + K_SPLIT, BLOCK_K):
+            row = k0 // PACK + offs_w  # word rows of this tile
+            qw = tl.load(qw_ptr + row[:, None] * N + offs_n[None, :],
+                         mask=(row[:, None] * PACK < K) & n_ok[None, :], other=0)
+            g = k0 // GROUP
+            g_ok = n_ok & (k0 < K)  # the last slice may run past K: its group row does not exist
+            s = tl.load(s_ptr + g * N + offs_n, mask=g_ok, other=0.0).to(tl.float32)[None, :]
+            z = tl.load(z_ptr + g * N + offs_n, mask=g_ok, other=0.0).to(tl.float32)[None, :]
+            for j in tl.static_range(PACK):
+                kk = row * PACK + j
+                xk = tl.load(x_ptr + m * stride_xm + kk, mask=kk < K, other=0.0).to(tl.float32)
+                q = ((qw >> (j * BITS)) & MASK).to(tl.float32)
+                w = ((q - z) * s).to(dtype).to(tl.float32)
+                acc += w * xk[:, None]
+        tl.atomic_add(out_ptr + m * N + offs_n, tl.sum(acc, axis=0), mask=n_ok)
+
+
+@triton.jit
+def _dequant_kernel(qw_ptr, s_ptr, z_ptr, w_ptr, N, K, GROUP: tl.constexpr, BITS: tl.constexpr,
+                    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    PACK: tl.constexpr = 32 // BITS
+    MASK: tl.constexpr = (1 << BITS) - 1
+    offs_k = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    ok = (offs_k[:, None] < K) & (offs_n[None, :] < N)
+    qw = tl.load(qw_ptr + (offs_k // PACK)[:, None] * N + offs_n[None, :], mask=ok, other=0)
+    q = ((qw >> ((offs_k % PACK) * BITS)[:, None]) & MASK).to(tl.float32)
+    g = (offs_k // GROUP)[:, None] * N + offs_n[None, :]
+    s = tl.load(s_ptr + g, mask=ok, other=0.0).to(tl.float32)
+    z = tl.load(z_ptr + g, mask=ok, other=0.0).to(tl.float32)
+    w = ((q - z) * s).to(w_ptr.dtype.element_ty)
+    tl.store(w_ptr + offs_n[None, :] * K + offs_k[:, None], w, mask=ok)  # (N, K) like nn.Linear
+
+
+def _gemm_configs() -> list[triton.Config]:
+    if INTERPRET:
+        return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 4})]
+    shapes = [(128, 128, 64, 4, 4), (128, 256, 64, 3, 8), (64, 128, 64, 4, 4), (128, 128, 32, 4, 4),
+              (64, 64, 64, 4, 4), (16, 64, 128, 4, 4), (32, 128, 64, 4, 4), (256, 128, 64, 3, 8)]
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8}, num_stages=s, num_warps=w)
+            for m, n, k, s, w in shapes]
+
+
+def _prune(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
+    """Keep configs whose BLOCK_K divides the group (one scale row per K tile)."""
+    group = kwargs.get("GROUP", named_args.get("GROUP"))
+    ok = [c for c in configs if group % c.kwargs["BLOCK_K"] == 0]
+    return ok or configs[:1]
+
+
+_gemm = _gemm_kernel if INTERPRET else triton.autotune(
+    configs=_gemm_configs(), key=["M", "N", "K", "GROUP", "BITS"],
+    prune_configs_by={"early_config_prune": _prune})(_gemm_kernel)
+
+
+def block_k_for(group: int, pack: int, cap: int = 128) -> int:
+    """Largest power of two <= cap dividing ``group`` and multiple of ``pack`` (0 if none)."""
+    bk = cap
+    while bk >= pack and (group % bk or bk % pack):
+        bk //= 2
+    return bk if bk >= max(pack, 16) else 0
+
+
+def int_gemm(x: Tensor, qweight: Tensor, scales: Tensor, zeros: Tensor, bias: Tensor | None, bits: int,
+             group: int, n: int) -> Tensor:
+    """x (M, K) @ dequant(W) -> (M, N) in x's dtype."""
+    m, k = x.shape
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
+    if INTERPRET:
+        cfg = _gemm_configs()[0].kwargs
+        bk = min(cfg["BLOCK_K"], block_k_for(group, 32 // bits))
+        _gemm[grid](x, qweight, scales, zeros, bias if bias is not None else out, out, m, n, k, x.stride(0),
+                    out.stride(0), GROUP=group, BITS=bits, HAS_BIAS=bias is not None, **{**cfg, "BLOCK_K": bk})
+    else:
+        _gemm[grid](x, qweight, scales, zeros, bias if bias is not None else out, out, m, n, k, x.stride(0),
+                    out.stride(0), GROUP=group, BITS=bits, HAS_BIAS=bias is not None)
+    return out
+
+
+def int_gemv(x: Tensor, qweight: Tensor, scales: Tensor, zeros: Tensor, bits: int, group: int, n: int,
+             block_n: int = 64, split_target: int = 512) -> Tensor:
+    """A few rows x (M, K) @ dequant(W) -> (M, N) fp32, split over K to fill the GPU."""
+    m, k = x.shape
+    bk = block_k_for(group, 32 // bits, 32 if INTERPRET else 128)
+    if INTERPRET:
+        block_n = 32
+    # K slices: a multiple of BLOCK_K, enough programs to cover the SMs a few times
+    n_blocks = triton.cdiv(n, block_n)
+    tiles = triton.cdiv(k, bk)
+    splits = max(1, min(tiles, split_target // n_blocks))
+    k_split = triton.cdiv(tiles, splits) * bk
+    out = torch.zeros((m, n), dtype=torch.float32, device=x.device)
+    grid = (n_blocks, triton.cdiv(k, k_split))
+    _gemv_kernel[grid](x, qweight, scales, zeros, out, m, n, k, x.stride(0), k_split, GROUP=group, BITS=bits,
+                       BLOCK_N=block_n, BLOCK_K=bk, num_warps=4)
+    return out
+
+
+def int_dequant(qweight: Tensor, scales: Tensor, zeros: Tensor, bits: int, group: int, k: int, n: int,
+                dtype: torch.dtype) -> Tensor:
+    """The weight (N, K) in ``dtype``, ready for ``F.linear``."""
+    w = torch.empty((n, k), dtype=dtype, device=qweight.device)
+    bk, bn = (32, 32) if INTERPRET else (64, 64)
+    grid = (triton.cdiv(k, bk), triton.cdiv(n, bn))
+    _dequant_kernel[grid](qweight, scales, zeros, w, n, k, GROUP=group, BITS=bits, BLOCK_N=bn, BLOCK_K=bk)
+    return w

@@ -1,0 +1,80 @@
+"""The ``triton`` backend: 2/4/8-bit integer layers on CUDA and XPU.
+
+Prefill runs a GEMM that dequantizes each weight tile in registers before ``tl.dot``; decode
+(a few rows) runs a split-K GEMV that spreads the K dimension over many programs so a single
+token's product uses the whole GPU's memory bandwidth. Very large batches may dequantize the
+weight once and call cuBLAS instead (``dequant_min_rows``), which wins when the product is
+compute bound. Triton is imported on the first forward, never by ``import ar_kernels``.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from torch import Tensor
+from torch.nn import functional as F
+
+from ..errors import missing
+from ..registry import BackendSpec, LayerDesc, register_backend
+from .base import IntQuantLinear
+
+
+def _shape_check(desc: LayerDesc) -> str | None:
+    if desc.in_features % 32:
+        return f"in_features={desc.in_features} is not a multiple of 32"
+    if desc.group_size != -1 and desc.group_size % 32:
+        return f"group_size={desc.group_size} is not a multiple of 32"
+    if desc.g_idx:
+        return "g_idx (act-order) checkpoints need the torch backend"
+    return None
+
+
+def kernels() -> ModuleType:
+    """The kernel module, imported on first use with an install hint when triton is missing."""
+    try:
+        return importlib.import_module("ar_kernels.backends._triton_kernels")
+    except ImportError as exc:
+        if exc.name == "triton":
+            raise missing("triton", "triton") from exc
+        raise
+
+
+@register_backend(BackendSpec(
+    name="triton:int", devices=("cuda", "xpu"), bits=(2, 4, 8), packings=("gptq", "auto_round", "awq"),
+    dtypes=(__import__("torch").float16, __import__("torch").bfloat16), priority=50,
+    requirements=("triton",), extra="triton", checks=(_shape_check,), cpu_interpret=True))
+class TritonIntLinear(IntQuantLinear):
+    """Integer QuantLinear with Triton kernels. Rows <= ``gemv_max_rows`` take the split-K GEMV."""
+
+    gemv_max_rows = 4
+    dequant_min_rows: int | None = None  # None: always the fused GEMM for prefill
+
+    def post_init(self) -> None:
+        super().post_init()
+        if self.g_idx is not None:
+            raise RuntimeError("triton backend: this layer reorders groups (g_idx); use backend='torch'")
+        self.scales = self.scales.contiguous()
+        self.zeros = self.zeros.contiguous()
+
+    def forward(self, x: Tensor) -> Tensor:
+        k = kernels()
+        d = self.desc
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        if x2.stride(-1) != 1:
+            x2 = x2.contiguous()
+        rows = x2.shape[0]
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        if rows <= self.gemv_max_rows:
+            out = k.int_gemv(x2, self.qweight, self.scales, self.zeros, d.bits, d.group, d.out_features)
+            out = out.to(x.dtype) if bias is None else (out + bias.float()).to(x.dtype)
+        elif self.dequant_min_rows is not None and rows >= self.dequant_min_rows:
+            w = k.int_dequant(self.qweight, self.scales, self.zeros, d.bits, d.group, d.in_features,
+                              d.out_features, x.dtype)
+            out = F.linear(x2, w, bias)
+        else:
+            out = k.int_gemm(x2, self.qweight, self.scales, self.zeros, bias, d.bits, d.group, d.out_features)
+        return out.reshape(*shape[:-1], d.out_features)
+
+
+__all__ = ["TritonIntLinear", "kernels"]
