@@ -9,6 +9,11 @@ from .presets import PRESETS, get_scheme, preset_names, scheme_name
 from .dtypes import (QuantResult, Quantizer, get_quantizer, register_dtype, registered_dtypes, scale_shape,
                      to_groups, from_groups, round_ste)
 
+# GGUF: ggml block types, llama.cpp's per-tensor type mixes, importance-weighted scale search
+from .dtypes.gguf import GGML_TYPES, ggml_scheme, ggml_type
+from .gguf_rules import gguf_layer_schemes, gguf_tensor_type, tensor_role
+from .gguf_search import search_kquant_params
+
 # layer selection and the hand-off record
 from .layer_config import resolve_layer_schemes, key_matches
 from .model import QuantizedLayer, QuantizedModel
@@ -39,6 +44,9 @@ __all__ = [
     # math
     "qdq", "quantize", "QuantResult", "Quantizer", "get_quantizer", "register_dtype", "registered_dtypes",
     "scale_shape", "to_groups", "from_groups", "round_ste",
+    # gguf
+    "GGML_TYPES", "ggml_scheme", "ggml_type", "gguf_layer_schemes", "gguf_tensor_type", "tensor_role",
+    "search_kquant_params",
     # layers
     "resolve_layer_schemes", "key_matches", "QuantizedLayer", "QuantizedModel",
     # errors
