@@ -53,6 +53,12 @@ class QuantScheme:
             object.__setattr__(self, "group_size", tuple(self.group_size))
         if isinstance(self.act_group_size, list):
             object.__setattr__(self, "act_group_size", tuple(self.act_group_size))
+        for name in ("sym", "act_sym", "act_dynamic"):
+            if not isinstance(getattr(self, name), bool):
+                raise SchemeError(f"{name}={getattr(self, name)!r} must be True or False")
+        for name in ("bits", "act_bits"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
+                raise SchemeError(f"{name}={getattr(self, name)!r} must be an int, e.g. 4")
         if self.data_type not in DATA_TYPES:
             raise SchemeError(f"unknown data_type {self.data_type!r}; valid choices: {', '.join(DATA_TYPES)}")
         allowed = DATA_TYPES[self.data_type]
