@@ -6,9 +6,9 @@ group maximum lands in [2^emax, 2^(emax+1)) and elements above the format's max 
 (E2M1: values in (6, 8) clip to 6). ``mx_fp_rceil`` rounds the scale up instead,
 ``ceil(log2(amax / max_elem))``, so that nothing clips, at the cost of a coarser grid.
 
-Gradients: the power of two is straight-through: its value is exact, its gradient is that of
-``amax / 2^emax`` (RCEIL: ``amax / max_elem``), the unrounded scale it approximates, so
-min_scale / max_scale receive gradients as they do for int.
+Gradients: the power of two is straight-through: its value is exact, its gradient that of the
+unrounded scale ``amax / 2^emax`` (RCEIL: ``amax / max_elem``) times their ratio (in [1/2, 1]),
+so min_scale / max_scale receive gradients as they do for int.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from .minifloat import (E2M1, E4M3, FloatFormat, e2m1_decode, e2m1_encode, e4m3_
 
 E8M0_BIAS = 127
 _ELEMENTS = {4: E2M1, 8: E4M3}
-_TINY = 2.0**-126  # keeps log2 finite for all-zero groups
+_TINY = 2.0**-100  # below it a group's scale gets no gradient (an all-zero or fully clipped group)
 
 
 def element_format(bits: int) -> FloatFormat:
@@ -47,8 +47,10 @@ def mx_scale(amax: Tensor, fmt: FloatFormat, rceil: bool) -> tuple[Tensor, Tenso
     """(scale fp32 power of two with a straight-through gradient, exponent int32) per group."""
     e = mx_exponent(amax.detach(), fmt, rceil)
     exact = torch.ldexp(torch.ones_like(amax), e)
-    smooth = amax.clamp(min=_TINY) / (fmt.max if rceil else 2.0**fmt.emax)  # same value up to rounding
-    return (exact - smooth).detach() + smooth, e
+    smooth = amax.clamp(min=_TINY) / (fmt.max if rceil else 2.0**fmt.emax)  # within 2x of exact
+    # multiplicative straight-through: smooth / smooth.detach() is exactly 1, so the value stays
+    # the exact power of two even where the exponent clamps (an additive STE would round it away)
+    return exact * (smooth / smooth.detach()), e
 
 
 @register_dtype("mx_fp", "mx_fp_rceil")
@@ -60,8 +62,13 @@ class MXQuantizer(Quantizer):
         fmt, g, shape = element_format(scheme.bits), scheme.group_size, tuple(w.shape)
         wg = to_groups(w.float(), g)  # (G0, G1, 32)
         scale, e = mx_scale(group_amax(wg, min_scale, max_scale), fmt, scheme.data_type == "mx_fp_rceil")
-        q = quantize_elements(wg / scale.unsqueeze(-1), fmt, None if v is None else to_groups(v.float(), g))
-        dq = q * scale.unsqueeze(-1)
+        s = scale.unsqueeze(-1)
+        # values past twice the element max saturate anyway; clamping them first keeps x and the
+        # backward of w / s (x / s) finite when a clip multiplier drives the scale towards 2^-127
+        lim = 2 * fmt.max * s.detach()
+        x = torch.minimum(torch.maximum(wg, -lim), lim) / s
+        q = quantize_elements(x, fmt, None if v is None else to_groups(v.float(), g))
+        dq = q * s
         codes = e2m1_encode(q) if fmt is E2M1 else e4m3_encode(q)
         return QuantResult(dequant=from_groups(dq, shape, g), codes=from_groups(codes, shape, g),
                            scale=scale, extra={"scale_e8m0": (e + E8M0_BIAS).to(torch.uint8)})
