@@ -23,8 +23,20 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @triton.jit
+def _cast(x, dtype: tl.constexpr, RNE: tl.constexpr):
+    """fp32 -> ``dtype``. RNE rounds bf16 to nearest-even by hand: Triton's CPU interpreter truncates,
+    GPUs round natively (RNE is False there, so this costs nothing on a GPU). RNE is set only for
+    bf16 under TRITON_INTERPRET=1."""
+    if RNE:
+        b = x.to(tl.uint32, bitcast=True)
+        b = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
+        x = b.to(tl.float32, bitcast=True)
+    return x.to(dtype)
+
+
+@triton.jit
 def _gemm_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, b_ptr, out_ptr, M, N, K, stride_xm, stride_om,
-                 GROUP: tl.constexpr, BITS: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 GROUP: tl.constexpr, BITS: tl.constexpr, HAS_BIAS: tl.constexpr, RNE: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
     PACK: tl.constexpr = 32 // BITS
     MASK: tl.constexpr = (1 << BITS) - 1
@@ -51,17 +63,21 @@ def _gemm_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, b_ptr, out_ptr, M, N, K, stride_xm
         g = k0 // GROUP  # BLOCK_K divides GROUP: one group row per tile
         s = tl.load(s_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)
         z = tl.load(z_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)
-        w = ((q.to(tl.float32) - z[None, :]) * s[None, :]).to(dtype)
-        acc = tl.dot(x, w, acc)
+        w = _cast((q.to(tl.float32) - z[None, :]) * s[None, :], dtype, RNE)
+        if RNE:  # the interpreter's bf16 tl.dot is wrong: multiply the (exact) bf16 values in fp32
+            acc = tl.dot(x.to(tl.float32), w.to(tl.float32), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(x, w, acc)
     if HAS_BIAS:
         acc += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-    tl.store(out_ptr + offs_m[:, None] * stride_om + offs_n[None, :], acc.to(out_ptr.dtype.element_ty),
+    tl.store(out_ptr + offs_m[:, None] * stride_om + offs_n[None, :], _cast(acc, out_ptr.dtype.element_ty, RNE),
              mask=m_ok[:, None] & n_ok[None, :])
 
 
 @triton.jit
 def _gemv_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, M, N, K, stride_xm, K_SPLIT,
-                 GROUP: tl.constexpr, BITS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                 GROUP: tl.constexpr, BITS: tl.constexpr, RNE: tl.constexpr, BLOCK_N: tl.constexpr,
+                 BLOCK_K: tl.constexpr):
     PACK: tl.constexpr = 32 // BITS
     MASK: tl.constexpr = (1 << BITS) - 1
     WORDS: tl.constexpr = BLOCK_K // PACK
@@ -77,22 +93,21 @@ def _gemv_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, M, N, K, stride_xm, K_SPL
             row = k0 // PACK + offs_w  # word rows of this tile
             qw = tl.load(qw_ptr + row[:, None] * N + offs_n[None, :],
                          mask=(row[:, None] * PACK < K) & n_ok[None, :], other=0)
-            g = k0 // GROUP
-            g_ok = n_ok & (k0 < K)  # the last slice may run past K: its group row does not exist
-            s = tl.load(s_ptr + g * N + offs_n, mask=g_ok, other=0.0).to(tl.float32)[None, :]
-            z = tl.load(z_ptr + g * N + offs_n, mask=g_ok, other=0.0).to(tl.float32)[None, :]
+            g = tl.minimum(k0, K - 1) // GROUP  # the last slice may run past K: stay on a real group row
+            s = tl.load(s_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+            z = tl.load(z_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
             for j in tl.static_range(PACK):
                 kk = row * PACK + j
                 xk = tl.load(x_ptr + m * stride_xm + kk, mask=kk < K, other=0.0).to(tl.float32)
                 q = ((qw >> (j * BITS)) & MASK).to(tl.float32)
-                w = ((q - z) * s).to(dtype).to(tl.float32)
+                w = _cast((q - z) * s, dtype, RNE).to(tl.float32)
                 acc += w * xk[:, None]
         tl.atomic_add(out_ptr + m * N + offs_n, tl.sum(acc, axis=0), mask=n_ok)
 
 
 @triton.jit
 def _dequant_kernel(qw_ptr, s_ptr, z_ptr, w_ptr, N, K, GROUP: tl.constexpr, BITS: tl.constexpr,
-                    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                    RNE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     PACK: tl.constexpr = 32 // BITS
     MASK: tl.constexpr = (1 << BITS) - 1
     offs_k = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -103,7 +118,7 @@ def _dequant_kernel(qw_ptr, s_ptr, z_ptr, w_ptr, N, K, GROUP: tl.constexpr, BITS
     g = (offs_k // GROUP)[:, None] * N + offs_n[None, :]
     s = tl.load(s_ptr + g, mask=ok, other=0.0).to(tl.float32)
     z = tl.load(z_ptr + g, mask=ok, other=0.0).to(tl.float32)
-    w = ((q - z) * s).to(w_ptr.dtype.element_ty)
+    w = _cast((q - z) * s, w_ptr.dtype.element_ty, RNE)
     tl.store(w_ptr + offs_n[None, :] * K + offs_k[:, None], w, mask=ok)  # (N, K) like nn.Linear
 
 
@@ -128,6 +143,11 @@ _gemm = _gemm_kernel if INTERPRET else triton.autotune(
     prune_configs_by={"early_config_prune": _prune})(_gemm_kernel)
 
 
+def _rne(dtype: torch.dtype) -> bool:
+    """Round bf16 by hand only where the interpreter would truncate."""
+    return INTERPRET and dtype == torch.bfloat16
+
+
 def block_k_for(group: int, pack: int, cap: int = 128) -> int:
     """Largest power of two <= cap dividing ``group`` and multiple of ``pack`` (0 if none)."""
     bk = cap
@@ -146,10 +166,11 @@ def int_gemm(x: Tensor, qweight: Tensor, scales: Tensor, zeros: Tensor, bias: Te
         cfg = _gemm_configs()[0].kwargs
         bk = min(cfg["BLOCK_K"], block_k_for(group, 32 // bits))
         _gemm[grid](x, qweight, scales, zeros, bias if bias is not None else out, out, m, n, k, x.stride(0),
-                    out.stride(0), GROUP=group, BITS=bits, HAS_BIAS=bias is not None, **{**cfg, "BLOCK_K": bk})
+                    out.stride(0), GROUP=group, BITS=bits, HAS_BIAS=bias is not None, RNE=_rne(x.dtype),
+                    **{**cfg, "BLOCK_K": bk})
     else:
         _gemm[grid](x, qweight, scales, zeros, bias if bias is not None else out, out, m, n, k, x.stride(0),
-                    out.stride(0), GROUP=group, BITS=bits, HAS_BIAS=bias is not None)
+                    out.stride(0), GROUP=group, BITS=bits, HAS_BIAS=bias is not None, RNE=False)
     return out
 
 
@@ -168,7 +189,7 @@ def int_gemv(x: Tensor, qweight: Tensor, scales: Tensor, zeros: Tensor, bits: in
     out = torch.zeros((m, n), dtype=torch.float32, device=x.device)
     grid = (n_blocks, triton.cdiv(k, k_split))
     _gemv_kernel[grid](x, qweight, scales, zeros, out, m, n, k, x.stride(0), k_split, GROUP=group, BITS=bits,
-                       BLOCK_N=block_n, BLOCK_K=bk, num_warps=4)
+                       RNE=_rne(x.dtype), BLOCK_N=block_n, BLOCK_K=bk, num_warps=4)
     return out
 
 
@@ -178,5 +199,6 @@ def int_dequant(qweight: Tensor, scales: Tensor, zeros: Tensor, bits: int, group
     w = torch.empty((n, k), dtype=dtype, device=qweight.device)
     bk, bn = (32, 32) if INTERPRET else (64, 64)
     grid = (triton.cdiv(k, bk), triton.cdiv(n, bn))
-    _dequant_kernel[grid](qweight, scales, zeros, w, n, k, GROUP=group, BITS=bits, BLOCK_N=bn, BLOCK_K=bk)
+    _dequant_kernel[grid](qweight, scales, zeros, w, n, k, GROUP=group, BITS=bits, RNE=_rne(dtype), BLOCK_N=bn,
+                          BLOCK_K=bk)
     return w
