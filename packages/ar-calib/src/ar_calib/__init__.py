@@ -3,6 +3,7 @@
 >>> from ar_calib import load_samples
 >>> samples = load_samples("calib.txt,chats.jsonl:num=4:apply_chat_template", tok, 16, 512)  # doctest: +SKIP
 """
+# ruff: noqa: I001  (imports grouped like __all__, by topic)
 from .__about__ import __version__
 
 # the spec grammar

@@ -123,7 +123,7 @@ def draw(sources: list[Source], entries: list[DatasetEntry], tokenizer: Any, nsa
     done = [len(t) < n for t, n in zip(taken, want)]  # exhausted: it gave all it has
     _top_up(its, taken, want, done, entries)
     if sum(len(t) for t in taken) < nsamples or any(e.num and len(t) < e.num for t, e in zip(taken, entries)):
-        raise _too_small(sources, entries, taken, want, done, nsamples, seqlen)
+        raise _too_small(sources, entries, taken, done, nsamples, seqlen)
     flat = [ids for t in taken for ids in t]
     if len(entries) > 1:
         random.Random(seed).shuffle(flat)
@@ -158,11 +158,11 @@ def _top_up(its: list[Iterator[list[int]]], taken: list[list[list[int]]], want: 
                 break
 
 
-def _too_small(sources: list[Source], entries: list[DatasetEntry], taken: list[list[list[int]]], want: list[int],
-               done: list[bool], nsamples: int, seqlen: int) -> CalibError:
+def _too_small(sources: list[Source], entries: list[DatasetEntry], taken: list[list[list[int]]], done: list[bool],
+               nsamples: int, seqlen: int) -> CalibError:
     found = sum(len(t) for t in taken)
     parts = []
-    for s, e, t, n, d in zip(sources, entries, taken, want, done):
+    for s, e, t, d in zip(sources, entries, taken, done):
         has = f"has only {len(t)}" if d else f"gave {len(t)}"
         parts.append(f"{s.label} {has} (num={e.num})" if e.num else f"{s.label} {has}")
     hint = "" if all(e.concat or s.stream for s, e in zip(sources, entries)) else ", add ':concat' to pack short texts"
