@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import torch
-
-from ar_schemes.dtypes.minifloat import (E2M1, E4M3, e2m1_decode, e2m1_encode, quantize_elements,
-                                         round_to_format, ulp)
+from ar_schemes.dtypes.minifloat import (
+    E2M1,
+    E4M3,
+    e2m1_decode,
+    e2m1_encode,
+    quantize_elements,
+    round_to_format,
+    ulp,
+)
 
 from .reference import E2M1_MAGS, e2m1_value_of_code, e4m3_all_values, nearest64
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..scheme import QuantScheme
-from .base import QuantResult, Quantizer, register_dtype
+from .base import Quantizer, QuantResult, register_dtype
 
 
 @register_dtype("float")

@@ -6,11 +6,10 @@ FPW8A16 (per tensor), -1 is FP8_STATIC (per output channel), (128, 128) is FP8_B
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ..scheme import QuantScheme
-from .base import QuantResult, Quantizer, expand_groups, from_groups, register_dtype, to_groups
+from .base import Quantizer, QuantResult, expand_groups, from_groups, register_dtype, to_groups
 from .minifloat import E4M3, e4m3_encode, group_amax, quantize_elements
 
 MIN_SCALE = 1e-12  # an all-zero group still gets a finite, positive scale

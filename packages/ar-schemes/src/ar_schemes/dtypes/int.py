@@ -10,8 +10,17 @@ from torch import Tensor
 
 from ..errors import SchemeError
 from ..scheme import QuantScheme
-from .base import (QuantResult, Quantizer, expand_groups, fp16_ste, from_groups, group_range,
-                   register_dtype, round_ste, to_groups)
+from .base import (
+    Quantizer,
+    QuantResult,
+    expand_groups,
+    fp16_ste,
+    from_groups,
+    group_range,
+    register_dtype,
+    round_ste,
+    to_groups,
+)
 
 MIN_SCALE = 1e-5
 

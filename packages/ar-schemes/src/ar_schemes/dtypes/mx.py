@@ -17,9 +17,18 @@ from torch import Tensor
 
 from ..errors import SchemeError
 from ..scheme import QuantScheme
-from .base import QuantResult, Quantizer, expand_groups, from_groups, register_dtype, to_groups
-from .minifloat import (E2M1, E4M3, FloatFormat, e2m1_decode, e2m1_encode, e4m3_encode, floor_log2,
-                        group_amax, quantize_elements)
+from .base import Quantizer, QuantResult, expand_groups, from_groups, register_dtype, to_groups
+from .minifloat import (
+    E2M1,
+    E4M3,
+    FloatFormat,
+    e2m1_decode,
+    e2m1_encode,
+    e4m3_encode,
+    floor_log2,
+    group_amax,
+    quantize_elements,
+)
 
 E8M0_BIAS = 127
 _ELEMENTS = {4: E2M1, 8: E4M3}

@@ -16,9 +16,17 @@ from torch import Tensor
 
 from ..errors import SchemeError
 from ..scheme import QuantScheme
-from .base import QuantResult, Quantizer, expand_groups, from_groups, register_dtype, to_groups
-from .minifloat import E2M1, E4M3, e2m1_decode, e2m1_encode, e4m3_encode, group_amax, quantize_elements, \
-    round_to_format
+from .base import Quantizer, QuantResult, expand_groups, from_groups, register_dtype, to_groups
+from .minifloat import (
+    E2M1,
+    E4M3,
+    e2m1_decode,
+    e2m1_encode,
+    e4m3_encode,
+    group_amax,
+    quantize_elements,
+    round_to_format,
+)
 
 GLOBAL_RANGE = E4M3.max * E2M1.max  # 448 * 6
 
