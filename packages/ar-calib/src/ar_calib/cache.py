@@ -30,20 +30,32 @@ def default_cache_dir() -> Path:
     return Path(base) / "ar" / "calib"
 
 
+# Encoded as a probe of the tokenizer's behaviour: spaces, digits, accents, CJK, newlines, BOS/EOS.
+_PROBE = "The quick brown fox, 1234 jumps: wörld café 中文字 ünïcode\n\n  tabs\tand   spaces. t30 t2 t42"
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "tokenizer_config.json")
+
+
 def tokenizer_fingerprint(tok: Any) -> str:
-    """A hash of what decides the token ids: the fast tokenizer's JSON (vocab, normalizer,
-    post-processor with BOS/EOS), or else the vocab and special tokens; plus the chat template."""
+    """A hash of what decides the token ids, cheap enough to take on every run (serializing a
+    262k-entry vocabulary costs a second): class, name, size, special tokens, chat template, the
+    fast tokenizer's pipeline parts, the ids of a probe text, and the tokenizer files' bytes when
+    it was loaded from a local directory."""
     if tok is None:
         return "none"
-    h = hashlib.sha256(type(tok).__name__.encode())
+    h = hashlib.sha256()
+    for attr in ("name_or_path", "special_tokens_map", "chat_template", "add_bos_token", "add_eos_token",
+                 "eos_token_id"):
+        h.update(f"{attr}={getattr(tok, attr, None)!r};".encode())
+    h.update(f"{type(tok).__name__};{len(tok)};".encode())
     backend = getattr(tok, "backend_tokenizer", None)
-    if backend is not None:
-        h.update(backend.to_str().encode())
-    else:
-        h.update(json.dumps(sorted(tok.get_vocab().items())).encode())
-    h.update(repr(getattr(tok, "special_tokens_map", {})).encode())
-    for attr in ("chat_template", "add_bos_token", "add_eos_token", "eos_token_id"):
-        h.update(f"{attr}={getattr(tok, attr, None)!r}".encode())
+    for part in ("normalizer", "pre_tokenizer", "post_processor", "decoder"):
+        component = getattr(backend, part, None)
+        h.update(component.__getstate__() if component is not None else b"-")
+    h.update(repr(list(tok(_PROBE)["input_ids"])).encode())
+    folder = Path(str(getattr(tok, "name_or_path", "") or ""))
+    for name in _TOKENIZER_FILES if folder.is_dir() else ():
+        if (folder / name).is_file():
+            h.update(hashlib.sha256((folder / name).read_bytes()).digest())
     return h.hexdigest()
 
 

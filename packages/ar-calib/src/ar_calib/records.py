@@ -35,8 +35,7 @@ class Record:
         """The text, or the chat turns joined by blank lines when no chat template is applied."""
         if self.text is not None:
             return self.text
-        assert self.messages is not None  # noqa: S101 - guarded by __post_init__ and callers
-        return "\n\n".join(m["content"] for m in self.messages)
+        return "\n\n".join(m["content"] for m in self.messages or ())
 
 
 def to_record(item: Any, where: str) -> Record:
