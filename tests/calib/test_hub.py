@@ -93,3 +93,13 @@ def test_import_is_lean():
     code = "import sys, ar_calib; print('datasets' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_a_failing_hub_load_names_the_dataset(monkeypatch, tokenizer):
+    def load_dataset(*args, **kwargs):
+        raise FileNotFoundError("no such split")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    monkeypatch.setattr(sources_mod, "hub_reachable", lambda: (True, ""))
+    with pytest.raises(CalibError, match="could not load hub dataset 'mbpp' split 'nope': FileNotFoundError"):
+        load_samples("mbpp:split=nope", tokenizer, 1, 8, cache_dir=False)

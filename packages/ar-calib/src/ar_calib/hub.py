@@ -91,7 +91,11 @@ class HubDataset:
         except ImportError as e:  # pragma: no cover - a declared dependency
             raise CalibError("hub datasets need the 'datasets' package: pip install datasets") from e
         for split in splits or tuple(self.split.split("+")):
-            ds = datasets.load_dataset(self.hub_id, self.config, split=split, streaming=self.streaming)
+            try:
+                ds = datasets.load_dataset(self.hub_id, self.config, split=split, streaming=self.streaming)
+            except Exception as e:  # noqa: BLE001 - datasets raises many kinds; say which load failed
+                raise CalibError(f"could not load hub dataset {self.hub_id!r} split {split!r}: "
+                                 f"{e.__class__.__name__}: {e}") from e
             for k, row in enumerate(ds):
                 if self.max_rows is not None and k >= self.max_rows:
                     break
