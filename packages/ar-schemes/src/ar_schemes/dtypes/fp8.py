@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..scheme import QuantScheme
 from .base import Quantizer, QuantResult, expand_groups, from_groups, register_dtype, to_groups
-from .minifloat import E4M3, e4m3_encode, group_amax, quantize_elements
+from .minifloat import E4M3, div_exact, e4m3_encode, group_amax, quantize_elements
 
 MIN_SCALE = 1e-12  # an all-zero group still gets a finite, positive scale
 
@@ -23,7 +23,7 @@ class FP8Quantizer(Quantizer):
                  min_scale: Tensor | None = None, max_scale: Tensor | None = None) -> QuantResult:
         g, shape = scheme.group_size, tuple(w.shape)
         wg = to_groups(w.float(), g)  # (G0, G1, n)
-        scale = (group_amax(wg, min_scale, max_scale) / E4M3.max).clamp(min=MIN_SCALE)
+        scale = div_exact(group_amax(wg, min_scale, max_scale), E4M3.max).clamp(min=MIN_SCALE)
         q = quantize_elements(wg / scale.unsqueeze(-1), E4M3, None if v is None else to_groups(v.float(), g))
         dq = q * scale.unsqueeze(-1)
         return QuantResult(dequant=from_groups(dq, shape, g), codes=from_groups(e4m3_encode(q), shape, g),

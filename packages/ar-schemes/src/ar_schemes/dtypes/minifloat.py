@@ -80,6 +80,15 @@ def quantize_elements(x: Tensor, fmt: FloatFormat, v: Tensor | None = None) -> T
     return round_to_format(x, fmt)
 
 
+def div_exact(a: Tensor, b: float) -> Tensor:
+    """``a / b`` correctly rounded on every device.
+
+    CUDA divides by a Python scalar as a multiplication by its reciprocal (1 ulp off for 448 or 6),
+    so CPU and GPU scales would differ; dividing by a full tensor is IEEE division on both.
+    """
+    return a / torch.full_like(a, b)
+
+
 def group_amax(wg: Tensor, min_scale: Tensor | None, max_scale: Tensor | None) -> Tensor:
     """Per-group clipped absolute maximum ``max(|min * min_scale|, |max * max_scale|)``, (G0, G1).
 

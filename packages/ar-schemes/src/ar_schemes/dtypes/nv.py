@@ -20,6 +20,7 @@ from .base import Quantizer, QuantResult, expand_groups, from_groups, register_d
 from .minifloat import (
     E2M1,
     E4M3,
+    div_exact,
     e2m1_decode,
     e2m1_encode,
     e4m3_encode,
@@ -34,13 +35,13 @@ GLOBAL_RANGE = E4M3.max * E2M1.max  # 448 * 6
 def nv_global_scale(w: Tensor) -> Tensor:
     """``448 * 6 / amax(w)`` as a (1,) fp32 tensor; 1.0 for an all-zero tensor."""
     amax = w.detach().abs().amax().float().reshape(1)
-    return torch.where(amax > 0, GLOBAL_RANGE / amax.clamp(min=torch.finfo(torch.float32).tiny),
-                       torch.ones_like(amax))
+    safe = torch.where(amax > 0, amax, torch.ones_like(amax))
+    return torch.where(amax > 0, torch.full_like(amax, GLOBAL_RANGE) / safe, torch.ones_like(amax))
 
 
 def nv_group_scales(amax: Tensor, global_scale: Tensor) -> tuple[Tensor, Tensor]:
     """(group scales on the E4M3 grid, effective fp32 multipliers), both (G0, G1)."""
-    s8 = round_to_format(amax / E2M1.max * global_scale, E4M3)
+    s8 = round_to_format(div_exact(amax, E2M1.max) * global_scale, E4M3)
     return s8, s8 / global_scale
 
 
