@@ -104,3 +104,16 @@ def test_format_parse_round_trip(es):
     text = format_dataset_spec(es)
     assert parse_dataset_spec(text) == es
     assert format_dataset_spec(parse_dataset_spec(text)) == text
+
+
+_pieces = list(":,=\"'\\ +/aC") + ["num", "split", "concat", "system_prompt", "apply_chat_template", "true", "3"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_pieces), max_size=20).map("".join))
+def test_any_text_parses_or_raises_calib_error(text):
+    try:
+        entries_ = parse_dataset_spec(text)
+    except CalibError:
+        return
+    assert parse_dataset_spec(format_dataset_spec(entries_)) == entries_
