@@ -46,7 +46,7 @@ def _compare(bits: int, group: int, sym: bool, packing: str, dtype: torch.dtype,
 @pytest.mark.parametrize("bits,group,sym,packing", [
     (4, 32, True, "gptq"), (4, 64, False, "awq"), (2, 32, False, "auto_round"), (8, -1, True, "gptq"),
 ])
-@pytest.mark.parametrize("rows", [1, 3, 17])  # GEMV (decode) for <= 4 rows, GEMM (prefill) above
+@pytest.mark.parametrize("rows", [1, 3, 17])  # GEMV (decode) for 1 row, GEMM (prefill) above
 def test_triton_matches_torch(bits: int, group: int, sym: bool, packing: str, dtype: torch.dtype,
                               rows: int) -> None:
     assert _compare(bits, group, sym, packing, dtype, rows) < 1e-3
@@ -71,3 +71,8 @@ def test_triton_cuda_shapes(bits: int, rows: int) -> None:
     for dtype in (torch.float16, torch.bfloat16):
         for group, sym, packing in ((128, True, "gptq"), (32, False, "auto_round"), (-1, True, "gptq")):
             assert _compare(bits, group, sym, packing, dtype, rows, out=1000, inp=2048) < 1e-3
+
+
+def test_triton_gemv_several_rows() -> None:
+    """The split-K GEMV runs one program column per row when allowed more than one row."""
+    assert _compare(4, 32, False, "awq", torch.bfloat16, 3, gemv_max_rows=4) < 1e-3

@@ -75,34 +75,38 @@ def _gemm_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, b_ptr, out_ptr, M, N, K, stride_xm
 
 
 @triton.jit
-def _gemv_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, M, N, K, stride_xm, K_SPLIT,
+def _gemv_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, N, K, stride_xm, K_SPLIT,
                  GROUP: tl.constexpr, BITS: tl.constexpr, RNE: tl.constexpr, BLOCK_N: tl.constexpr,
-                 BLOCK_K: tl.constexpr):
+                 BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
+    """One row of x (program axis 2) times a (K_SPLIT x BLOCK_N) slice of W, added into fp32 out.
+
+    Codes become floats without a (slow) int-to-float conversion: ``t | 0x4B000000`` read as fp32
+    is 2^23 + t, and subtracting 2^23 + zero gives ``t - zero`` exactly.
+    """
     PACK: tl.constexpr = 32 // BITS
     MASK: tl.constexpr = (1 << BITS) - 1
     WORDS: tl.constexpr = BLOCK_K // PACK
-    pid_n, pid_k = tl.program_id(0), tl.program_id(1)
+    pid_n, pid_k, m = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     n_ok = offs_n < N
     offs_w = tl.arange(0, WORDS)
     dtype = x_ptr.dtype.element_ty
     k_start = pid_k * K_SPLIT
-    for m in range(0, M):
-        acc = tl.zeros((WORDS, BLOCK_N), dtype=tl.float32)
-        for k0 in range(k_start, k_start + K_SPLIT, BLOCK_K):
-            row = k0 // PACK + offs_w  # word rows of this tile
-            qw = tl.load(qw_ptr + row[:, None] * N + offs_n[None, :],
-                         mask=(row[:, None] * PACK < K) & n_ok[None, :], other=0)
-            g = tl.minimum(k0, K - 1) // GROUP  # the last slice may run past K: stay on a real group row
-            s = tl.load(s_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-            z = tl.load(z_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-            for j in tl.static_range(PACK):
-                kk = row * PACK + j
-                xk = tl.load(x_ptr + m * stride_xm + kk, mask=kk < K, other=0.0).to(tl.float32)
-                q = ((qw >> (j * BITS)) & MASK).to(tl.float32)
-                w = _cast((q - z) * s, dtype, RNE).to(tl.float32)
-                acc += w * xk[:, None]
-        tl.atomic_add(out_ptr + m * N + offs_n, tl.sum(acc, axis=0), mask=n_ok)
+    acc = tl.zeros((WORDS, BLOCK_N), dtype=tl.float32)
+    for k0 in tl.range(k_start, k_start + K_SPLIT, BLOCK_K, num_stages=STAGES):
+        row = k0 // PACK + offs_w  # word rows of this tile
+        qw = tl.load(qw_ptr + row[:, None] * N + offs_n[None, :], mask=(row[:, None] * PACK < K) & n_ok[None, :],
+                     other=0)
+        g = tl.minimum(k0, K - 1) // GROUP  # the last slice may run past K: stay on a real group row
+        s = tl.load(s_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+        zb = tl.load(z_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :] + 8388608.0
+        for j in tl.static_range(PACK):
+            kk = row * PACK + j
+            xk = tl.load(x_ptr + m * stride_xm + kk, mask=kk < K, other=0.0).to(tl.float32)
+            f = (((qw >> (j * BITS)) & MASK) | 0x4B000000).to(tl.float32, bitcast=True)
+            w = _cast((f - zb) * s, dtype, RNE).to(tl.float32)
+            acc += w * xk[:, None]
+    tl.atomic_add(out_ptr + m * N + offs_n, tl.sum(acc, axis=0), mask=n_ok)
 
 
 @triton.jit
@@ -174,22 +178,31 @@ def int_gemm(x: Tensor, qweight: Tensor, scales: Tensor, zeros: Tensor, bias: Te
     return out
 
 
+GEMV_DEFAULTS = {"block_n": 64, "block_k": 128, "split_target": 1024, "num_warps": 4, "stages": 3}
+
+
 def int_gemv(x: Tensor, qweight: Tensor, scales: Tensor, zeros: Tensor, bits: int, group: int, n: int,
-             block_n: int = 64, split_target: int = 512) -> Tensor:
-    """A few rows x (M, K) @ dequant(W) -> (M, N) fp32, split over K to fill the GPU."""
-    m, k = x.shape
-    bk = block_k_for(group, 32 // bits, 32 if INTERPRET else 128)
+             **cfg: int) -> Tensor:
+    """A few rows x (M, K) @ dequant(W) -> (M, N) fp32, split over K to fill the GPU.
+
+    cfg overrides ``GEMV_DEFAULTS``: block_n columns and block_k rows per tile (block_k is cut to
+    divide the group), split_target programs per row (K is split until about that many), warps
+    and pipeline stages.
+    """
+    c = {**GEMV_DEFAULTS, **cfg}
     if INTERPRET:
-        block_n = 32
-    # K slices: a multiple of BLOCK_K, enough programs to cover the SMs a few times
-    n_blocks = triton.cdiv(n, block_n)
+        c.update(block_n=32, block_k=32, stages=1)
+    m, k = x.shape
+    bk = block_k_for(group, 32 // bits, c["block_k"])
+    n_blocks = triton.cdiv(n, c["block_n"])
     tiles = triton.cdiv(k, bk)
-    splits = max(1, min(tiles, split_target // n_blocks))
-    k_split = triton.cdiv(tiles, splits) * bk
+    splits = max(1, min(tiles, c["split_target"] // n_blocks))
+    k_split = triton.cdiv(tiles, splits) * bk  # a multiple of BLOCK_K
     out = torch.zeros((m, n), dtype=torch.float32, device=x.device)
-    grid = (n_blocks, triton.cdiv(k, k_split))
-    _gemv_kernel[grid](x, qweight, scales, zeros, out, m, n, k, x.stride(0), k_split, GROUP=group, BITS=bits,
-                       RNE=_rne(x.dtype), BLOCK_N=block_n, BLOCK_K=bk, num_warps=4)
+    grid = (n_blocks, triton.cdiv(k, k_split), m)
+    _gemv_kernel[grid](x, qweight, scales, zeros, out, n, k, x.stride(0), k_split, GROUP=group, BITS=bits,
+                       RNE=_rne(x.dtype), BLOCK_N=c["block_n"], BLOCK_K=bk, STAGES=c["stages"],
+                       num_warps=c["num_warps"])
     return out
 
 

@@ -44,10 +44,12 @@ def kernels() -> ModuleType:
     dtypes=(__import__("torch").float16, __import__("torch").bfloat16), priority=50,
     requirements=("triton",), extra="triton", checks=(_shape_check,), cpu_interpret=True))
 class TritonIntLinear(IntQuantLinear):
-    """Integer QuantLinear with Triton kernels. Rows <= ``gemv_max_rows`` take the split-K GEMV."""
+    """Integer QuantLinear with Triton kernels. Rows <= ``gemv_max_rows`` take the split-K GEMV.
 
-    gemv_max_rows = 4
-    dequant_min_rows: int | None = None  # None: always the fused GEMM for prefill
+    Thresholds measured on an H100 (benchmarks/NOTES.md) for a 4096 x 14336 W4 g128 layer."""
+
+    gemv_max_rows = 1
+    dequant_min_rows: int | None = 512  # from this many rows on: dequantize once + cuBLAS (None: never)
 
     def post_init(self) -> None:
         super().post_init()

@@ -1,0 +1,50 @@
+"""Sweep the split-K GEMV's launch parameters on the benchmark layer; prints JSON, best first.
+
+    python benchmarks/gemv_sweep.py [--in 4096 --out 14336 --bits 4 --group 128]
+Used to pick ``GEMV_DEFAULTS`` in ``ar_kernels/backends/_triton_kernels.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+
+import torch
+from kernel_bench import Timer, build_layer, rel_err
+
+from ar_kernels import TorchIntLinear, TritonIntLinear
+from ar_kernels.backends import triton as tb
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--in", dest="inp", type=int, default=4096)
+    p.add_argument("--out", type=int, default=14336)
+    p.add_argument("--bits", type=int, default=4)
+    p.add_argument("--group", type=int, default=128)
+    a = p.parse_args()
+    dt = torch.bfloat16
+    tri = build_layer(TritonIntLinear, a.inp, a.out, a.bits, a.group, dt)
+    ref = build_layer(TorchIntLinear, a.inp, a.out, a.bits, a.group, dt)
+    k = tb.kernels()
+    x = torch.randn(1, a.inp, device="cuda", dtype=dt)
+    want = ref(x)
+    w = ref.dequantize(dt).t().contiguous()
+    timer = Timer(30, 5)
+    base = timer(lambda: torch.matmul(x, w))
+    rows = []
+    for bn, bk, split, warps, stages in itertools.product((64, 128), (64, 128), (512, 1024, 2048, 4096),
+                                                          (4, 8), (1, 3)):
+        cfg = dict(block_n=bn, block_k=bk, split_target=split, num_warps=warps, stages=stages)
+        f = lambda: k.int_gemv(x, tri.qweight, tri.scales, tri.zeros, a.bits, a.group, a.out, **cfg)  # noqa: E731
+        try:
+            err = rel_err(f().to(dt), want)
+            rows.append({**cfg, "us": timer(f), "rel_err": err})
+        except Exception as exc:  # a config that does not compile (registers) is skipped
+            rows.append({**cfg, "error": str(exc)[:100]})
+    rows.sort(key=lambda r: r.get("us", 1e9))
+    print(json.dumps({"bf16_matmul_us": base, "best": rows[:10], "worst": rows[-3:]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
