@@ -282,7 +282,7 @@ def _legacy_sym(wg: Tensor, vg: Tensor | float, t: GGMLType, min_scale: Tensor |
         q = _ste(x, round_half_away(x)).clamp(-127, 127)
     else:  # ggml: trunc(x + half + 0.5), clamped to the code range
         q = _ste(x, torch.trunc(x + (half + 0.5)) - half).clamp(-half, half - 1)
-    d = fp16_ste(d32)
+    d = torch.where(d32 == 0, d32, fp16_ste(d32))  # keep ggml's -0.0 of an all-zero block
     zero = torch.full_like(d, float(half))
     return d, q + half, d.unsqueeze(-1) * q, zero, {}
 
