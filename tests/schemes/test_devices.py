@@ -10,11 +10,13 @@ pytestmark = [pytest.mark.gpu,
 
 NAMES = ["W4A16", "W3A16G64", "W2A16G32", "MXFP4", "MXFP4_RCEIL", "MXFP8", "MXFP8_RCEIL", "NVFP4",
          "FPW8A16", "FP8_STATIC", "FP8_BLOCK"]
+SPECS = [*NAMES, {"scheme": "W4A16", "sym": False}, {"scheme": "W3A16G64", "sym": False},
+         {"scheme": "W8A16", "sym": False, "group_size": -1}]
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_cuda_matches_cpu_bit_for_bit(name):
-    s = get_scheme(name)
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_cuda_matches_cpu_bit_for_bit(spec):
+    s = get_scheme(spec)
     g = torch.Generator().manual_seed(0)
     w = torch.randn(64, 1000, generator=g) * torch.logspace(-4, 1, 64).unsqueeze(1)
     ss = scale_shape(tuple(w.shape), s)
