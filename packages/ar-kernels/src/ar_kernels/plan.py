@@ -40,7 +40,8 @@ def checkpoint_keys(files: Iterable[str | Path]) -> dict[str, tuple[str, tuple[i
 def normalize_config(qc: dict[str, Any]) -> dict[str, Any]:
     """A gptq / awq / auto-round quantization_config as an auto-round one with our packing names."""
     qc = dict(qc)
-    method = str(qc.get("quant_method", "")).lower().replace("_", "-")
+    method = qc.get("quant_method", "")
+    method = str(getattr(method, "value", method)).lower().replace("_", "-")  # transformers may pass an Enum
     if method == "gptq":
         if qc.get("checkpoint_format", "gptq") not in ("gptq", "gptq_v1") or qc.get("meta", {}).get(
                 "checkpoint_format") == "gptq_v2":

@@ -87,10 +87,16 @@ class IntQuantLinear(QuantLinear):
         from .convert import unpack_words
         if not self.packed:
             raise RuntimeError(f"{type(self).__name__}: call post_init() after the weights are loaded")
-        q = unpack_words(self.qweight, self.desc.bits, self.in_features)  # (in, out) int32
-        gi = self.group_index()
-        w = (q.float() - self.zeros[gi].float()) * self.scales[gi].float()  # (in, out)
-        return w.t().contiguous().to(dtype or self.desc.dtype)
+        d = self.desc
+        q = unpack_words(self.qweight, d.bits, d.in_features).float()  # (in, out)
+        if self.g_idx is None and d.in_features % d.group == 0:
+            # (ngroups, group, out): broadcast each group's zero and scale, no gather
+            w = q.view(d.ngroups, d.group, -1).sub_(self.zeros.float().unsqueeze(1))
+            w = w.mul_(self.scales.float().unsqueeze(1)).view(d.in_features, -1)
+        else:
+            gi = self.group_index()
+            w = (q - self.zeros[gi].float()) * self.scales[gi].float()
+        return w.to(dtype or d.dtype).t().contiguous()
 
 
 class FloatQuantLinear(QuantLinear):

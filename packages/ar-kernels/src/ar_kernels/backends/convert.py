@@ -27,7 +27,7 @@ def unpack_words(qweight: Tensor, bits: int, in_features: int) -> Tensor:
     """Inverse of :func:`pack_words` on any device: int32 (words, out) -> int32 codes (in, out)."""
     p = 32 // bits
     shifts = (torch.arange(p, device=qweight.device, dtype=torch.int32) * bits).view(1, p, 1)
-    q = (qweight.unsqueeze(1) >> shifts) & ((1 << bits) - 1)  # (words, p, out)
+    q = (qweight.unsqueeze(1) >> shifts).bitwise_and_((1 << bits) - 1)  # (words, p, out)
     return q.reshape(-1, qweight.shape[-1])[:in_features]
 
 
