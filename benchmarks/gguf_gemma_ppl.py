@@ -14,11 +14,17 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
 from ar_export import save
-from ar_schemes import QuantizedLayer, QuantizedModel, get_scheme, ggml_scheme, gguf_layer_schemes, gguf_tensor_type
+from ar_schemes import (
+    QuantizedLayer,
+    QuantizedModel,
+    get_scheme,
+    ggml_scheme,
+    gguf_layer_schemes,
+    gguf_tensor_type,
+)
 from ar_schemes import quantize as ar_quantize
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext2_eval.txt"
 
@@ -66,7 +72,7 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(args.model)
     wins = windows_of(tok, TEXT.read_text()[:200_000], args.seqlen, args.windows)
     base = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
-    print(f"| type | bf16 weights | ours (fake-quant) | GGUF via transformers | rel. diff | file MB | s |")
+    print("| type | bf16 weights | ours (fake-quant) | GGUF via transformers | rel. diff | file MB | s |")
     print("|---|---|---|---|---|---|---|")
     ppl_base = perplexity(base, wins)
     for ft in args.types.split(","):

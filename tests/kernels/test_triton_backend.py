@@ -76,3 +76,10 @@ def test_triton_cuda_shapes(bits: int, rows: int) -> None:
 def test_triton_gemv_several_rows() -> None:
     """The split-K GEMV runs one program column per row when allowed more than one row."""
     assert _compare(4, 32, False, "awq", torch.bfloat16, 3, gemv_max_rows=4) < 1e-3
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_triton_fast_gemv(bits: int) -> None:
+    """The per-group-scale GEMV: exact in fp32, so within fp16 rounding of the torch backend."""
+    assert _compare(bits, 32, False, "auto_round", torch.float16, 1, fast_gemv=True) < 1e-3
+    assert _compare(bits, 64, True, "gptq", torch.bfloat16, 1, fast_gemv=True) < 4e-3

@@ -76,14 +76,22 @@ def _gemm_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, b_ptr, out_ptr, M, N, K, stride_xm
 
 @triton.jit
 def _gemv_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, N, K, stride_xm, K_SPLIT,
-                 GROUP: tl.constexpr, BITS: tl.constexpr, RNE: tl.constexpr, BLOCK_N: tl.constexpr,
-                 BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
+                 GROUP: tl.constexpr, BITS: tl.constexpr, RNE: tl.constexpr, FAST: tl.constexpr,
+                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
     """One row of x (program axis 2) times a (K_SPLIT x BLOCK_N) slice of W, added into fp32 out.
 
-    Codes become floats without a (slow) int-to-float conversion: ``t | 0x4B000000`` read as fp32
-    is 2^23 + t, and subtracting 2^23 + zero gives ``t - zero`` exactly.
+    Codes become floats without the (slow) int-to-float conversion: a code masked in place at bit
+    ``sh`` of its word, OR-ed into the exponent of 2^23 and read as fp32, is 2^23 + t * 2^sh, so
+    subtracting 2^23 (+ zero * 2^sh) is exact; the 2^sh is folded into x or the scale. The upper
+    half of a word is shifted down once so every code stays inside the 23-bit mantissa.
+
+    FAST=False (default) rounds each weight to the activation dtype as the torch backend does,
+    so both agree to ~1e-4. FAST=True sums t * x per group and applies (scale, zero) once per
+    group: ~2x fewer instructions, exact in fp32 (closer to the true quantized weights than a
+    bf16-rounded weight, hence ~1e-3 from the torch backend in bf16).
     """
     PACK: tl.constexpr = 32 // BITS
+    HALF: tl.constexpr = PACK // 2
     MASK: tl.constexpr = (1 << BITS) - 1
     WORDS: tl.constexpr = BLOCK_K // PACK
     pid_n, pid_k, m = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -93,20 +101,35 @@ def _gemv_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, N, K, stride_xm, K_SPLIT,
     dtype = x_ptr.dtype.element_ty
     k_start = pid_k * K_SPLIT
     acc = tl.zeros((WORDS, BLOCK_N), dtype=tl.float32)
+    out = tl.zeros((BLOCK_N,), dtype=tl.float32)
     for k0 in tl.range(k_start, k_start + K_SPLIT, BLOCK_K, num_stages=STAGES):
         row = k0 // PACK + offs_w  # word rows of this tile
         qw = tl.load(qw_ptr + row[:, None] * N + offs_n[None, :], mask=(row[:, None] * PACK < K) & n_ok[None, :],
                      other=0)
+        qhi = qw >> 16
         g = tl.minimum(k0, K - 1) // GROUP  # the last slice may run past K: stay on a real group row
         s = tl.load(s_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-        zb = tl.load(z_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :] + 8388608.0
+        z = tl.load(z_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+        sx = 0.0
+        if FAST:
+            acc = tl.zeros((WORDS, BLOCK_N), dtype=tl.float32)
         for j in tl.static_range(PACK):
+            sh: tl.constexpr = (j % HALF) * BITS
+            src = qw if j < HALF else qhi
             kk = row * PACK + j
             xk = tl.load(x_ptr + m * stride_xm + kk, mask=kk < K, other=0.0).to(tl.float32)
-            f = (((qw >> (j * BITS)) & MASK) | 0x4B000000).to(tl.float32, bitcast=True)
-            w = _cast((f - zb) * s, dtype, RNE).to(tl.float32)
-            acc += w * xk[:, None]
-    tl.atomic_add(out_ptr + m * N + offs_n, tl.sum(acc, axis=0), mask=n_ok)
+            f = ((src & (MASK << sh)) | 0x4B000000).to(tl.float32, bitcast=True)  # 2^23 + t * 2^sh
+            if FAST:
+                sx += tl.sum(xk, axis=0)
+                acc += (f - 8388608.0) * (xk * (1.0 / (1 << sh)))[:, None]
+            else:
+                w = (f - (8388608.0 + z * (1 << sh))) * (s * (1.0 / (1 << sh)))  # (t - zero) * scale
+                acc += _cast(w, dtype, RNE).to(tl.float32) * xk[:, None]
+        if FAST:
+            out += (tl.sum(acc, axis=0) - z.reshape(BLOCK_N) * sx) * s.reshape(BLOCK_N)
+    if not FAST:
+        out = tl.sum(acc, axis=0)
+    tl.atomic_add(out_ptr + m * N + offs_n, out, mask=n_ok)
 
 
 @triton.jit
@@ -182,7 +205,7 @@ GEMV_DEFAULTS = {"block_n": 64, "block_k": 128, "split_target": 1024, "num_warps
 
 
 def int_gemv(x: Tensor, qweight: Tensor, scales: Tensor, zeros: Tensor, bits: int, group: int, n: int,
-             **cfg: int) -> Tensor:
+             fast: bool = False, **cfg: int) -> Tensor:
     """A few rows x (M, K) @ dequant(W) -> (M, N) fp32, split over K to fill the GPU.
 
     cfg overrides ``GEMV_DEFAULTS``: block_n columns and block_k rows per tile (block_k is cut to
@@ -201,7 +224,7 @@ def int_gemv(x: Tensor, qweight: Tensor, scales: Tensor, zeros: Tensor, bits: in
     out = torch.zeros((m, n), dtype=torch.float32, device=x.device)
     grid = (n_blocks, triton.cdiv(k, k_split), m)
     _gemv_kernel[grid](x, qweight, scales, zeros, out, n, k, x.stride(0), k_split, GROUP=group, BITS=bits,
-                       RNE=_rne(x.dtype), BLOCK_N=c["block_n"], BLOCK_K=bk, STAGES=c["stages"],
+                       RNE=_rne(x.dtype), FAST=fast, BLOCK_N=c["block_n"], BLOCK_K=bk, STAGES=c["stages"],
                        num_warps=c["num_warps"])
     return out
 

@@ -49,6 +49,7 @@ class TritonIntLinear(IntQuantLinear):
     Thresholds measured on an H100 (benchmarks/NOTES.md) for a 4096 x 14336 W4 g128 layer."""
 
     gemv_max_rows = 1
+    fast_gemv = False  # True: scale applied per group (faster, ~1e-3 from the torch backend in bf16)
     dequant_min_rows: int | None = 512  # from this many rows on: dequantize once + cuBLAS (None: never)
 
     def post_init(self) -> None:
@@ -68,7 +69,8 @@ class TritonIntLinear(IntQuantLinear):
         rows = x2.shape[0]
         bias = None if self.bias is None else self.bias.to(x.dtype)
         if rows <= self.gemv_max_rows:
-            out = k.int_gemv(x2, self.qweight, self.scales, self.zeros, d.bits, d.group, d.out_features)
+            out = k.int_gemv(x2, self.qweight, self.scales, self.zeros, d.bits, d.group, d.out_features,
+                             fast=self.fast_gemv)
             out = out.to(x.dtype) if bias is None else (out + bias.float()).to(x.dtype)
         elif self.dequant_min_rows is not None and rows >= self.dequant_min_rows:
             w = k.int_dequant(self.qweight, self.scales, self.zeros, d.bits, d.group, d.in_features,

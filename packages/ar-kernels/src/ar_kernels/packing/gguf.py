@@ -38,15 +38,15 @@ def _blocks(t: Tensor, per_block: int) -> Tensor:
 
 
 def _combine(x: Tensor, shape: tuple[int, int, int], nbits: int) -> Tensor:
-    """OR ``P`` values of ``nbits`` into each byte: x viewed (nb, A, P, L) -> (nb, A * L) uint8.
+    """OR ``P`` values of ``nbits`` into each byte: x viewed (nb, A, P, N) -> (nb, A * N) uint8.
 
-    Value ``x[:, a, p, l]`` lands in byte ``a * L + l`` at bit ``p * nbits``.
+    Value ``x[:, a, p, i]`` lands in byte ``a * N + i`` at bit ``p * nbits``.
     """
-    a, p, l = shape
-    x = x.reshape(-1, a, p, l)
+    a, p, n = shape
+    x = x.reshape(-1, a, p, n)
     shifts = (torch.arange(p, dtype=torch.int32) * nbits).reshape(1, 1, p, 1)
     mask = (1 << nbits) - 1
-    return ((x & mask) << shifts).sum(dim=2).reshape(x.shape[0], a * l).to(torch.uint8)
+    return ((x & mask) << shifts).sum(dim=2).reshape(x.shape[0], a * n).to(torch.uint8)
 
 
 def _half_bytes(t: Tensor) -> Tensor:
