@@ -1,4 +1,22 @@
-"""ar-core."""
+"""ar-core: SignRound tuning, RTN and optimized RTN, block by block."""
 from .__about__ import __version__
 
-__all__ = ["__version__"]
+# the entry point
+from .quantize import quantize, plan_layers, unsupported_shape
+from .options import QuantizeOptions
+from .recipes import RECIPES, recipe_options
+
+# building blocks, for tools that drive the loop themselves
+from .blocks import Target, find_blocks, find_targets
+from .rtn import optimized_rtn, rtn, search_clip
+from .signround import TuneConfig, tune_block
+
+# errors
+from .errors import QuantizeError
+
+__all__ = [
+    "__version__",
+    "quantize", "plan_layers", "unsupported_shape", "QuantizeOptions", "RECIPES", "recipe_options",
+    "Target", "find_blocks", "find_targets", "optimized_rtn", "rtn", "search_clip", "TuneConfig", "tune_block",
+    "QuantizeError",
+]

@@ -59,3 +59,4 @@ class QuantizedModel:
     block_names: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # layer name -> why it stayed 16-bit
     options: dict[str, Any] = field(default_factory=dict)  # tuning options worth recording
+    stats: dict[str, Any] = field(default_factory=dict)  # time, peak memory, losses per block

@@ -1,0 +1,308 @@
+"""The block-wise quantization loop: capture inputs, then for each decoder block compute the fp
+targets, tune (or round) its weights, and feed the quantized block's output to the next one."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ar_schemes import QuantizedLayer, QuantizedModel, QuantScheme, get_scheme, resolve_layer_schemes
+
+from .blocks import Target, find_blocks, find_targets, lm_head_is_tied, lm_head_target
+from .capture import call_block, capture_inputs, move_kwargs
+from .errors import QuantizeError
+from .options import QuantizeOptions
+from .resume import WorkDir
+from .rtn import optimized_rtn, rtn, search_clip
+from .signround import Learnables, TuneConfig, make_learnables, tune_block
+
+log = logging.getLogger("ar")
+
+Dataset = Tensor | Sequence[Tensor] | Callable[..., Sequence[Tensor]]
+
+
+def quantize(model: nn.Module, tokenizer: Any = None, scheme: str | dict | QuantScheme = "W4A16",
+             dataset: Dataset | None = None, **options: Any) -> QuantizedModel:
+    """Quantize every decoder-block weight of a transformers causal LM, block by block.
+
+    ``dataset``: token samples (a (N, seqlen) tensor or a list of 1-D tensors), or a callable
+    ``(tokenizer, nsamples, seqlen, seed) -> samples`` such as ``ar_calib.load_samples``.
+    ``options``: see :class:`ar_core.QuantizeOptions` (iters=0 is optimized RTN; add
+    disable_opt_rtn=True for plain RTN). The model is left fake-quantized in place.
+
+    >>> qmodel = quantize(model, tok, "W4A16", samples, iters=50)  # doctest: +SKIP
+    """
+    opts = QuantizeOptions.build(**options)
+    default = get_scheme(scheme)
+    start = time.time()
+    if opts.enable_deterministic_algorithms:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(opts.seed)
+    block_names = find_blocks(model)
+    plan, skipped = plan_layers(model, block_names, default, opts)
+    needs_data = any(plan.values()) and (opts.iters > 0 or not opts.disable_opt_rtn)
+    samples = _samples(dataset, tokenizer, opts) if needs_data else None
+    qmodel = QuantizedModel(layers={}, default_scheme=default, block_names=block_names, options=opts.record(),
+                            skipped=skipped)
+    _reset_peak_memory(opts.device)
+    with torch.no_grad():
+        _run_blocks(model, block_names, plan, samples, opts, qmodel)
+    _quantize_lm_head(model, plan, opts, qmodel)
+    qmodel.stats.update(seconds=round(time.time() - start, 1), peak_memory_gb=_peak_memory_gb(opts.device),
+                        layers_quantized=len(qmodel.layers), layers_skipped=len(qmodel.skipped))
+    return qmodel
+
+
+# ---- which layer gets which scheme -----------------------------------------------------------
+def plan_layers(model: nn.Module, block_names: list[str], default: QuantScheme, opts: QuantizeOptions
+                ) -> tuple[dict[str, QuantScheme | None], dict[str, str]]:
+    """Scheme (None: 16-bit) of every target in the blocks and of lm_head, and why each None."""
+    targets = [t for b in block_names for t in find_targets(model.get_submodule(b), b)]
+    head = lm_head_target(model)
+    if head is not None:
+        targets.append(head)
+    plan = resolve_layer_schemes([t.name for t in targets], default, opts.layer_config, opts.ignore_layers)
+    reasons = {n: "ignored by layer_config / ignore_layers" for n, s in plan.items() if s is None}
+    if head is not None and not opts.quant_lm_head and head.name not in opts.layer_config:
+        plan[head.name] = None
+        reasons[head.name] = "lm_head stays 16-bit (pass quant_lm_head to quantize it)"
+    elif head is not None and plan[head.name] is not None and lm_head_is_tied(model):
+        plan[head.name] = None
+        reasons[head.name] = "lm_head is tied to the input embeddings; untie it to quantize"
+    for t in targets:
+        s = plan[t.name]
+        why = unsupported_shape(t.shape, s) if s is not None else None
+        if why:
+            plan[t.name] = None
+            reasons[t.name] = f"{why} (scheme {s.data_type} g{s.group_size})"
+    for name, why in reasons.items():
+        log.info("keeping %s in 16-bit: %s", name, why)
+    return plan, reasons
+
+
+def unsupported_shape(shape: tuple[int, int], scheme: QuantScheme) -> str | None:
+    """Why a (rows, in) weight cannot take ``scheme``, or None."""
+    inp = shape[1]
+    g = scheme.group_size
+    if scheme.data_type in ("int", "int_dq") and inp % 32:
+        return f"in_features {inp} is not a multiple of 32"
+    if isinstance(g, int) and g > 0 and scheme.data_type != "int" and inp % g:
+        return f"in_features {inp} is not a multiple of group_size {g}"
+    if scheme.data_type == "int_dq" and inp % 256:
+        return f"in_features {inp} is not a multiple of the 256-wide GGUF super-block"
+    return None
+
+
+# ---- calibration samples ---------------------------------------------------------------------
+def _samples(dataset: Dataset | None, tokenizer: Any, opts: QuantizeOptions) -> Tensor:
+    if dataset is None:
+        raise QuantizeError("a calibration dataset is needed for tuning or optimized RTN: pass token samples "
+                            "(e.g. ar_calib.load_samples(...)) or use iters=0 with disable_opt_rtn=True")
+    data = dataset(tokenizer, opts.nsamples, opts.seqlen, opts.seed) if callable(dataset) else dataset
+    rows = [d["input_ids"] if isinstance(d, dict) else d for d in data]
+    rows = [r.reshape(-1) for r in (rows if not isinstance(rows, Tensor) else list(rows))]
+    if len(rows) < opts.nsamples:
+        raise QuantizeError(f"the dataset gave {len(rows)} samples but nsamples={opts.nsamples}; "
+                            "lower --nsamples or --seqlen, or give more text")
+    rows = rows[:opts.nsamples]
+    lengths = {int(r.numel()) for r in rows}
+    if len(lengths) != 1:
+        raise QuantizeError(f"calibration samples must have one length, got lengths {sorted(lengths)[:5]}")
+    return torch.stack(rows).long()
+
+
+# ---- the block loop --------------------------------------------------------------------------
+def _run_blocks(model: nn.Module, block_names: list[str], plan: dict[str, QuantScheme | None],
+                samples: Tensor | None, opts: QuantizeOptions, qmodel: QuantizedModel) -> None:
+    device = torch.device(opts.device)
+    amp = _use_amp(device) if opts.amp is None else opts.amp
+    blocks = [model.get_submodule(b) for b in block_names]
+    work = WorkDir(opts.work_dir, _fingerprint(model, plan, opts, samples)) if opts.work_dir else None
+    first = work.start(opts.resume) if work else 0
+    for i in range(first):
+        layers, stats = work.load_block(i)
+        _apply_layers(model, layers, qmodel)
+        qmodel.stats.setdefault("blocks", []).append(stats)
+    if first:
+        log.info("resuming after block %d of %d", first, len(blocks))
+    if samples is None:
+        fp_in = q_in = None
+        kwargs: list[dict[str, Any]] = [{} for _ in blocks]
+    else:
+        cache = torch.device("cpu") if opts.low_gpu_mem_usage else device
+        inputs = _capture(model, blocks, samples, device, cache)
+        kwargs = inputs.kwargs
+        fp_in = q_in = inputs.hidden
+        if first:
+            fp_in, q_in = work.load_chain(first - 1)
+    bar = tqdm(range(first, len(blocks)), desc="quantizing blocks", unit="block")
+    for i in bar:
+        block, name = blocks[i], block_names[i]
+        block.to(device)
+        targets = [(t, plan[t.name]) for t in find_targets(block, name) if plan.get(t.name) is not None]
+        kw = move_kwargs(kwargs[i], device, next(block.parameters()).dtype)
+        fp_in, q_in, stats = _quantize_block(block, targets, fp_in, q_in, kw, opts, i, amp, qmodel)
+        stats["block"] = name
+        qmodel.stats.setdefault("blocks", []).append(stats)
+        if "best_loss" in stats:
+            bar.set_postfix(loss=f"{stats['best_loss']:.3g}")
+            log.info("%s: loss %.4g -> %.4g (best at iter %d)", name, stats["first_loss"], stats["best_loss"],
+                     stats["best_iter"])
+        if opts.low_gpu_mem_usage and device.type != "cpu":
+            block.to("cpu")
+        if work is not None and fp_in is not None:
+            work.save_block(i, [qmodel.layers[t.name] for t, _ in targets], stats, fp_in, q_in)
+
+
+def _capture(model: nn.Module, blocks: list[nn.Module], samples: Tensor, device: torch.device,
+             cache: torch.device):
+    """Block-0 inputs and per-block kwargs, with the embedding layers on ``device``."""
+    moved = [m for m in model.modules() if m not in blocks and not list(m.children()) and
+             not any(m is b or _is_inside(m, b) for b in blocks)]
+    for m in moved:
+        m.to(device)
+    return capture_inputs(model, blocks, samples, device, cache)
+
+
+def _is_inside(m: nn.Module, block: nn.Module) -> bool:
+    return any(m is x for x in block.modules())
+
+
+def _quantize_block(block: nn.Module, targets: list[tuple[Target, QuantScheme]], fp_in: Tensor | None,
+                    q_in: Tensor | None, kwargs: dict[str, Any], opts: QuantizeOptions, index: int, amp: bool,
+                    qmodel: QuantizedModel) -> tuple[Tensor | None, Tensor | None, dict[str, Any]]:
+    device = torch.device(opts.device)
+    stats: dict[str, Any] = {}
+    if fp_in is None:  # plain RTN: no data needed
+        for t, s in targets:
+            _record(t, s, rtn(t.weight2d().to(device), s), qmodel)
+        return None, None, stats
+    imatrix = _imatrix_hooks(targets)
+    fp_out = _forward_all(block, fp_in, kwargs, opts, amp)
+    importance = {t.name: imatrix.pop(t.name, None) for t, _ in targets}
+    for h in imatrix.pop("__handles__"):
+        h.remove()
+    if opts.iters > 0 and targets:
+        stats = _tune(block, targets, importance, q_in if opts.enable_quanted_input else fp_in, fp_out, kwargs,
+                      opts, index, amp, qmodel)
+    else:
+        for t, s in targets:
+            w = t.weight2d().to(device)
+            res = rtn(w, s) if opts.disable_opt_rtn else optimized_rtn(w, s, importance[t.name])[0]
+            _record(t, s, res, qmodel)
+    q_out = _forward_all(block, q_in, kwargs, opts, amp) if opts.enable_quanted_input else fp_out
+    return fp_out, q_out, stats
+
+
+def _tune(block: nn.Module, targets: list[tuple[Target, QuantScheme]], importance: dict[str, Tensor | None],
+          x: Tensor, y: Tensor, kwargs: dict[str, Any], opts: QuantizeOptions, index: int, amp: bool,
+          qmodel: QuantizedModel) -> dict[str, Any]:
+    device = torch.device(opts.device)
+    learnables: list[Learnables] = []
+    for t, s in targets:
+        w = t.weight2d().to(device)
+        clip = search_clip(w, s, importance[t.name]) if not opts.disable_opt_rtn else \
+            torch.ones(_scale_shape(w, s), device=device)
+        learnables.append(make_learnables(t, s, clip, device))
+    cfg = TuneConfig(iters=opts.iters, lr=opts.lr, minmax_lr=opts.minmax_lr, batch_size=opts.batch_size,
+                     gradient_accumulate_steps=opts.gradient_accumulate_steps,
+                     enable_minmax_tuning=opts.enable_minmax_tuning, not_use_best_mse=opts.not_use_best_mse,
+                     adam=opts.adam, amp=amp, seed=opts.seed)
+    with torch.enable_grad():
+        st = tune_block(block, learnables, x, y, kwargs, cfg, device, block_seed=opts.seed * 100_003 + index)
+    with torch.no_grad():
+        for lp in learnables:
+            _record(lp.target, lp.scheme, lp.quantize(), qmodel)
+    return {"first_loss": st.first_loss, "best_loss": st.best_loss, "best_iter": st.best_iter}
+
+
+def _scale_shape(w: Tensor, s: QuantScheme) -> tuple[int, int]:
+    from ar_schemes import scale_shape
+    return scale_shape(tuple(w.shape), s)
+
+
+def _record(t: Target, s: QuantScheme, res, qmodel: QuantizedModel) -> None:
+    """Store the quantized layer and write its dequantized weight into the model (fake quant)."""
+    layer = QuantizedLayer.from_result(t.name, s, res, t.bias)
+    qmodel.layers[t.name] = layer
+    t.set_weight(res.dequant.detach())
+
+
+def _apply_layers(model: nn.Module, layers: list[QuantizedLayer], qmodel: QuantizedModel) -> None:
+    targets = {t.name: t for t in find_targets(model)}
+    for layer in layers:
+        targets[layer.name].set_weight(layer.dequantize())
+        qmodel.layers[layer.name] = layer
+
+
+def _forward_all(block: nn.Module, x: Tensor, kwargs: dict[str, Any], opts: QuantizeOptions, amp: bool) -> Tensor:
+    """Block outputs for all samples, in batches, stored like the inputs."""
+    device = torch.device(opts.device)
+    outs = []
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        for i in range(0, x.shape[0], opts.batch_size):
+            out = call_block(block, x[i:i + opts.batch_size].to(device), kwargs)
+            outs.append(out.to(x.device, x.dtype))
+    return torch.cat(outs)
+
+
+def _imatrix_hooks(targets: list[tuple[Target, QuantScheme]]) -> dict[str, Any]:
+    """Accumulate mean x^2 per input channel of each target during the next forward."""
+    acc: dict[str, Any] = {}
+    handles = []
+    for t, _ in targets:
+        if t.kind == "experts" and t.attr == "down_proj":
+            continue
+
+        def hook(mod: nn.Module, args: tuple, name: str = t.name) -> None:
+            x = args[0].detach().float()
+            sq = x.reshape(-1, x.shape[-1]).pow(2).mean(0)
+            acc[name] = sq if name not in acc else acc[name] + sq
+        handles.append(t.module.register_forward_pre_hook(hook))
+    acc["__handles__"] = handles
+    return acc
+
+
+def _quantize_lm_head(model: nn.Module, plan: dict[str, QuantScheme | None], opts: QuantizeOptions,
+                      qmodel: QuantizedModel) -> None:
+    head = lm_head_target(model)
+    if head is None or plan.get(head.name) is None:
+        return
+    s = plan[head.name]
+    _record(head, s, rtn(head.weight2d().to(opts.device), s), qmodel)
+
+
+# ---- small helpers ---------------------------------------------------------------------------
+def _use_amp(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def _fingerprint(model: nn.Module, plan: dict[str, QuantScheme | None], opts: QuantizeOptions,
+                 samples: Tensor | None) -> dict[str, Any]:
+    return {"model": type(model).__name__, "layers": {k: (v.to_dict() if v else None) for k, v in plan.items()},
+            "options": opts.record(),
+            "samples": None if samples is None else int(samples.sum().item() * 31 + samples.numel())}
+
+
+def _reset_peak_memory(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_memory_gb(device: str) -> float:
+    if torch.device(device).type == "cuda":
+        return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    try:
+        import resource
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    except ImportError:
+        return float("nan")

@@ -1,0 +1,192 @@
+"""SignRound: tune the rounding and clipping of every weight in one decoder block.
+
+For each quantized weight W (rows, in) we learn
+  v          (rows, in)  rounding offset added before rounding, kept in [-0.5, 0.5];
+  min_scale  (groups)    multiplier of each group's min, kept in [0, CLIP_MAX];
+  max_scale  (groups)    multiplier of each group's max, kept in [0, CLIP_MAX];
+and minimise the MSE between the block's output with quantized weights on the quantized-chain
+input and the full-precision block's output on the full-precision input (computed once).
+The step is signed gradient descent, p -= lr_t * sign(grad), with lr decaying linearly to 0;
+the parameters of the iteration with the lowest loss are kept.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ar_schemes import QuantResult, QuantScheme, quantize
+
+from .blocks import Target
+from .capture import call_block
+
+log = logging.getLogger("ar")
+CLIP_MAX = 1.25  # clip multipliers may shrink a group's range or widen it by a quarter
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Options of one block's tuning (see ``ar_core.quantize`` for their meaning)."""
+
+    iters: int = 200
+    lr: float | None = None
+    minmax_lr: float | None = None
+    batch_size: int = 8
+    gradient_accumulate_steps: int = 1
+    enable_minmax_tuning: bool = True
+    not_use_best_mse: bool = False
+    adam: bool = False
+    amp: bool = True
+    seed: int = 42
+
+
+@dataclass
+class Learnables:
+    """The tuned parameters of one weight, fp32 on the tuning device."""
+
+    target: Target
+    scheme: QuantScheme
+    weight: Tensor  # (rows, in) fp32 copy of the original weight
+    v: Tensor
+    min_scale: Tensor
+    max_scale: Tensor
+
+    def params(self, minmax: bool) -> list[Tensor]:
+        return [self.v, self.min_scale, self.max_scale] if minmax else [self.v]
+
+    def quantize(self) -> QuantResult:
+        return quantize(self.weight, self.scheme, self.v, self.min_scale, self.max_scale)
+
+
+@dataclass
+class TuneStats:
+    first_loss: float
+    best_loss: float
+    best_iter: int
+
+
+def make_learnables(target: Target, scheme: QuantScheme, clip: Tensor, device: torch.device | str) -> Learnables:
+    """Zero rounding offsets and the given clip factors (1.0, or the optimized-RTN search)."""
+    w = target.weight2d().to(device=device, dtype=torch.float32)
+    clip = clip.to(device=device, dtype=torch.float32)
+    return Learnables(target, scheme, w, torch.zeros_like(w).requires_grad_(),
+                      clip.clone().requires_grad_(), clip.clone().requires_grad_())
+
+
+@contextmanager
+def quantized_forward(learnables: list[Learnables], compute_dtype: torch.dtype) -> Iterator[None]:
+    """While active, each target's module computes with its quantize-dequantized weight."""
+    handles, saved = [], []
+    for lp in learnables:
+        mod, attr = lp.target.module, lp.target.attr
+        saved.append((mod, attr, mod._parameters.pop(attr)))
+
+        def hook(module: torch.nn.Module, args: Any, lp: Learnables = lp, attr: str = attr) -> None:
+            dq = lp.quantize().dequant.to(compute_dtype)
+            setattr(module, attr, lp.target.to_layout(dq))
+        handles.append(mod.register_forward_pre_hook(hook))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for mod, attr, p in saved:
+            if attr in mod.__dict__:
+                delattr(mod, attr)
+            mod._parameters[attr] = p
+
+
+def _batches(n: int, size: int, seed: int) -> Iterator[Tensor]:
+    """Seeded, shuffled, cyclic batches of sample indices."""
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n - size + 1 if n >= size else 1, size):
+            yield perm[i:i + size]
+
+
+def block_loss(block: torch.nn.Module, x: Tensor, target: Tensor, kwargs: dict[str, Any], amp: bool,
+               device: torch.device | str) -> Tensor:
+    """Mean squared error of the block output against the fp target, in fp32."""
+    dev_type = torch.device(device).type
+    with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=amp):
+        out = call_block(block, x.to(device), kwargs)
+    return torch.nn.functional.mse_loss(out.float(), target.to(device).float())
+
+
+def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: Tensor, fp_targets: Tensor,
+               kwargs: dict[str, Any], cfg: TuneConfig, device: torch.device | str, block_seed: int) -> TuneStats:
+    """Tune ``learnables`` of one block in place; returns the first and best losses."""
+    iters = cfg.iters
+    lr = cfg.lr if cfg.lr is not None else 1.0 / iters
+    minmax_lr = cfg.minmax_lr if cfg.minmax_lr is not None else lr
+    params_v = [lp.v for lp in learnables]
+    params_mm = [p for lp in learnables for p in (lp.min_scale, lp.max_scale)] if cfg.enable_minmax_tuning else []
+    opt = torch.optim.AdamW([{"params": params_v, "lr": lr}, {"params": params_mm, "lr": minmax_lr}],
+                            weight_decay=0) if cfg.adam else None
+    n, bs, ga = q_inputs.shape[0], min(cfg.batch_size, q_inputs.shape[0]), cfg.gradient_accumulate_steps
+    batches = _batches(n, bs, block_seed)
+    compute_dtype = torch.bfloat16 if cfg.amp else next(block.parameters()).dtype
+    best_loss, best_iter, first_loss = float("inf"), 0, float("nan")
+    best_state = _snapshot(learnables)
+    with quantized_forward(learnables, compute_dtype):
+        for it in range(iters):
+            loss_sum = 0.0
+            for _ in range(ga):
+                idx = next(batches)
+                loss = block_loss(block, q_inputs[idx], fp_targets[idx], kwargs, cfg.amp, device) / ga
+                loss.backward()
+                loss_sum += loss.item()
+            if it == 0:
+                first_loss = loss_sum
+            if loss_sum < best_loss:
+                best_loss, best_iter = loss_sum, it
+                if not cfg.not_use_best_mse:
+                    best_state = _snapshot(learnables)
+            decay = 1.0 - it / iters
+            if opt is not None:
+                for group, base in zip(opt.param_groups, (lr, minmax_lr)):
+                    group["lr"] = base * decay
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            else:
+                _sign_step(params_v, lr * decay)
+                _sign_step(params_mm, minmax_lr * decay)
+            _clamp(learnables)
+    if not cfg.not_use_best_mse:
+        _restore(learnables, best_state)
+    return TuneStats(first_loss, best_loss, best_iter)
+
+
+@torch.no_grad()
+def _sign_step(params: list[Tensor], lr: float) -> None:
+    for p in params:
+        if p.grad is not None:
+            p.add_(p.grad.sign(), alpha=-lr)
+            p.grad = None
+
+
+@torch.no_grad()
+def _clamp(learnables: list[Learnables]) -> None:
+    for lp in learnables:
+        lp.v.clamp_(-0.5, 0.5)
+        lp.min_scale.clamp_(0.0, CLIP_MAX)
+        lp.max_scale.clamp_(0.0, CLIP_MAX)
+
+
+def _snapshot(learnables: list[Learnables]) -> list[tuple[Tensor, Tensor, Tensor]]:
+    return [(lp.v.detach().clone(), lp.min_scale.detach().clone(), lp.max_scale.detach().clone())
+            for lp in learnables]
+
+
+@torch.no_grad()
+def _restore(learnables: list[Learnables], state: list[tuple[Tensor, Tensor, Tensor]]) -> None:
+    for lp, (v, lo, hi) in zip(learnables, state):
+        lp.v.copy_(v)
+        lp.min_scale.copy_(lo)
+        lp.max_scale.copy_(hi)
