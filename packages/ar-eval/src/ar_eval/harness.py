@@ -8,6 +8,7 @@ tasks (``ar_eval/tasks``) are always on lm-eval's ``include_path``.
 """
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -40,12 +41,26 @@ def _lm_eval() -> Any:
     return lm_eval
 
 
-def task_manager(include_path: str | Path | Sequence[str | Path] | None = None) -> Any:
-    """An lm-eval TaskManager that also sees our offline tasks and any ``include_path`` given."""
-    lm_eval = _lm_eval()
+def task_manager(include_path: str | Path | Sequence[str | Path] | None = None,
+                 tasks: Sequence[str] | None = None) -> Any:
+    """An lm-eval TaskManager that sees our offline tasks and any ``include_path`` given.
+
+    Why two tries: indexing lm-eval's own ~15k task configs takes a minute or more on a busy
+    CPU, so when every task in ``tasks`` is found in our folders alone, that index is skipped.
+    """
     extra = [include_path] if isinstance(include_path, (str, Path)) else list(include_path or [])
-    paths = [str(TASKS_DIR), *(str(Path(p).expanduser().resolve()) for p in extra)]
-    return lm_eval.tasks.TaskManager(include_path=paths)
+    paths = (str(TASKS_DIR), *(str(Path(p).expanduser().resolve()) for p in extra))
+    if tasks is not None:
+        local = _manager(paths, False)
+        if all(t in set(local.all_tasks) for t in tasks):
+            return local
+    return _manager(paths, True)
+
+
+@functools.lru_cache(maxsize=8)
+def _manager(paths: tuple[str, ...], include_defaults: bool) -> Any:
+    lm_eval = _lm_eval()
+    return lm_eval.tasks.TaskManager(include_path=list(paths), include_defaults=include_defaults)
 
 
 def parse_tasks(tasks: str | Sequence[str]) -> list[str]:
@@ -63,6 +78,7 @@ def evaluate(model_or_path: Any, tokenizer: Any = None, tasks: str | Sequence[st
              bootstrap_iters: int = 1000, seed: int = 42) -> dict[str, Any]:
     """Run lm-eval ``tasks`` on a model object (with its tokenizer) or a model directory.
 
+    With a directory, ``tokenizer=None`` loads the one saved there.
     Returns ``{"results": {task: {metric: value}}, "failed": {task: error}, "n-shot", "config", ...}``.
     ``task_by_task`` runs one task at a time: a task that raises is reported under
     ``failed`` and the others go on; out of memory halves the batch size and retries.
@@ -75,7 +91,7 @@ def evaluate(model_or_path: Any, tokenizer: Any = None, tasks: str | Sequence[st
     if backend not in BACKENDS:
         raise choices_error("eval backend", backend, BACKENDS)
     names = parse_tasks(tasks)
-    manager = task_manager(include_path)
+    manager = task_manager(include_path, names)
     _check_tasks(manager, names)
     make_lm = _lm_factory(model_or_path, tokenizer, backend, device)
     options = dict(limit=limit, num_fewshot=num_fewshot, bootstrap_iters=bootstrap_iters, seed=seed)
@@ -158,7 +174,8 @@ def _lm_factory(model_or_path: Any, tokenizer: Any, backend: str, device: str | 
     if backend == "vllm":
         return _vllm_factory(model_or_path, device)
     if isinstance(model_or_path, (str, Path)):
-        model_or_path, tokenizer = load_model(model_or_path, device)
+        model_or_path, loaded = load_model(model_or_path, device)
+        tokenizer = loaded if tokenizer is None else tokenizer  # a given tokenizer wins
     if tokenizer is None:
         raise EvalError("evaluate() got a model object but tokenizer=None; pass the model's tokenizer")
     from lm_eval.models.huggingface import HFLM

@@ -7,6 +7,7 @@ ar-kernels loader to build its quantized linear layers. The ``quantization_confi
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -62,11 +63,11 @@ def load_model(path: str | Path, device: str | None = None, dtype: torch.dtype |
     dev = parse_devices(device)[0]
     qcfg = quantization_config(path)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
+    dtype = default_dtype(dev) if dtype is None else dtype
     if qcfg is not None and not _is_fake(qcfg):
-        model = _load_quantized(path, dev, backend)
+        model = _load_quantized(path, dev, backend, dtype)
         if model is not None:
             return model.eval(), tokenizer
-    dtype = default_dtype(dev) if dtype is None else dtype
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(dev)
     return model.eval(), tokenizer
 
@@ -76,8 +77,11 @@ def _is_fake(qcfg: dict[str, Any]) -> bool:
     return str(qcfg.get("packing_format", qcfg.get("format", ""))).lower() in ("fake", "none")
 
 
-def _load_quantized(path: str | Path, device: str, backend: str) -> Any | None:
-    """``ar_kernels.load`` if it exists; None (fall back to transformers) while it does not."""
+def _load_quantized(path: str | Path, device: str, backend: str, dtype: torch.dtype | str) -> Any | None:
+    """``ar_kernels.load`` if it exists; None (fall back to transformers) while it does not.
+
+    The dtype is passed only where the loader takes one, so an older loader still works.
+    """
     import ar_kernels
 
     load = getattr(ar_kernels, "load", None)
@@ -85,4 +89,6 @@ def _load_quantized(path: str | Path, device: str, backend: str) -> Any | None:
         logger.warning("ar_kernels.load is not available; loading %s with transformers' own loader", path)
         return None
     logger.info("loading quantized checkpoint %s through ar_kernels (backend=%s)", path, backend)
+    if "dtype" in inspect.signature(load).parameters:
+        return load(str(path), device=device, backend=backend, dtype=dtype)
     return load(str(path), device=device, backend=backend)

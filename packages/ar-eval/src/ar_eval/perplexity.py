@@ -52,7 +52,7 @@ def load_text(text_or_path: str | Path) -> tuple[str, str]:
     """
     source = str(text_or_path)
     path = Path(source).expanduser()
-    if isinstance(text_or_path, Path) or (len(source) < 4096 and "\n" not in source and path.exists()):
+    if isinstance(text_or_path, Path) or _is_existing_path(source):
         if not path.is_file():
             raise EvalError(f"perplexity text file {source!r} does not exist; give a text file or one of "
                             f"{', '.join(TEXT_DATASETS)}")
@@ -62,6 +62,16 @@ def load_text(text_or_path: str | Path) -> tuple[str, str]:
     if "\n" in source or " " in source:
         return source, "<text>"
     raise choices_error("perplexity text", source, [*TEXT_DATASETS, "a path to a text file"])
+
+
+def _is_existing_path(source: str) -> bool:
+    """True if ``source`` names an existing file or folder; raw text (long, multi-line) is not one."""
+    if "\n" in source or len(source) > 1024:
+        return False
+    try:
+        return Path(source).expanduser().exists()
+    except OSError:  # e.g. a name component longer than the filesystem allows
+        return False
 
 
 def _dataset_text(name: str) -> str:

@@ -22,12 +22,14 @@ logger = logging.getLogger("ar")
 def evaluate_model(model_or_path: Any, tokenizer: Any = None, *, name: str | None = None,
                    tasks: str | Sequence[str] | None = None, ppl_text: str | Path | None = None,
                    seqlen: int = 512, windows: int | None = None, output_dir: str | Path | None = None,
-                   device: str | None = None, backend: str = "hf", **lm_eval_options: Any) -> dict[str, Any]:
+                   device: str | None = None, backend: str = "hf", dtype: Any = None,
+                   **lm_eval_options: Any) -> dict[str, Any]:
     """Evaluate a model object (with tokenizer) or a model directory; return (and save) the report.
 
     ``ppl_text`` (file or dataset name) adds perplexity over ``windows`` windows of ``seqlen``;
     ``tasks`` adds lm-eval (options as ``evaluate``: batch_size, limit, num_fewshot,
-    task_by_task, include_path). With ``output_dir`` the report is written there as JSON.
+    task_by_task, include_path); ``dtype`` is the load dtype of a
+    directory (None: float32 on CPU, the checkpoint's on GPU). With ``output_dir`` the report is written there as JSON.
 
     >>> report = evaluate_model(model, tok, name="W4A16", tasks="wikitext2_lastword",
     ...                         ppl_text="wikitext2_eval.txt", windows=20)  # doctest: +SKIP
@@ -37,7 +39,8 @@ def evaluate_model(model_or_path: Any, tokenizer: Any = None, *, name: str | Non
     is_path = isinstance(model_or_path, (str, Path))
     model, tok = model_or_path, tokenizer
     if is_path and (ppl_text is not None or backend == "hf"):
-        model, tok = load_model(model_or_path, device)
+        model, loaded = load_model(model_or_path, device, dtype=dtype)
+        tok = loaded if tok is None else tok
     elif not is_path and tok is None:
         raise EvalError("evaluate_model() got a model object but tokenizer=None; pass its tokenizer")
     label = name or (str(model_or_path) if is_path else type(model_or_path).__name__)
