@@ -33,8 +33,8 @@ def main() -> None:
     timer = Timer(30, 5)
     base = timer(lambda: torch.matmul(x, w))
     rows = []
-    for fast, bn, bk, split, warps, stages in itertools.product((False, True), (32, 64, 128), (64, 128),
-                                                                (512, 1024, 2048), (2, 4, 8), (2, 3)):
+    for fast, bn, bk, split, warps, stages in itertools.product((False, True), (64, 128, 256), (64, 128),
+                                                                (1024, 2048, 4096), (2, 4), (2, 4)):
         cfg = dict(fast=fast, block_n=bn, block_k=bk, split_target=split, num_warps=warps, stages=stages)
         f = lambda: k.int_gemv(x, tri.qweight, tri.scales, tri.zeros, a.bits, a.group, a.out, **cfg)  # noqa: E731
         try:

@@ -77,7 +77,7 @@ def _gemm_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, b_ptr, out_ptr, M, N, K, stride_xm
 @triton.jit
 def _gemv_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, N, K, stride_xm, K_SPLIT,
                  GROUP: tl.constexpr, BITS: tl.constexpr, RNE: tl.constexpr, FAST: tl.constexpr,
-                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
+                 EVEN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
     """One row of x (program axis 2) times a (K_SPLIT x BLOCK_N) slice of W, added into fp32 out.
 
     Codes become floats without the (slow) int-to-float conversion: a code masked in place at bit
@@ -89,6 +89,7 @@ def _gemv_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, N, K, stride_xm, K_SPLIT,
     so both agree to ~1e-4. FAST=True sums t * x per group and applies (scale, zero) once per
     group: ~2x fewer instructions, exact in fp32 (closer to the true quantized weights than a
     bf16-rounded weight, hence ~1e-3 from the torch backend in bf16).
+    EVEN: every tile lies inside (K, N), so the hot loop loads without masks.
     """
     PACK: tl.constexpr = 32 // BITS
     HALF: tl.constexpr = PACK // 2
@@ -104,8 +105,11 @@ def _gemv_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, N, K, stride_xm, K_SPLIT,
     out = tl.zeros((BLOCK_N,), dtype=tl.float32)
     for k0 in tl.range(k_start, k_start + K_SPLIT, BLOCK_K, num_stages=STAGES):
         row = k0 // PACK + offs_w  # word rows of this tile
-        qw = tl.load(qw_ptr + row[:, None] * N + offs_n[None, :], mask=(row[:, None] * PACK < K) & n_ok[None, :],
-                     other=0)
+        if EVEN:
+            qw = tl.load(qw_ptr + row[:, None] * N + offs_n[None, :])
+        else:
+            qw = tl.load(qw_ptr + row[:, None] * N + offs_n[None, :],
+                         mask=(row[:, None] * PACK < K) & n_ok[None, :], other=0)
         qhi = qw >> 16
         g = tl.minimum(k0, K - 1) // GROUP  # the last slice may run past K: stay on a real group row
         s = tl.load(s_ptr + g * N + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
@@ -114,10 +118,16 @@ def _gemv_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, N, K, stride_xm, K_SPLIT,
         if FAST:
             acc = tl.zeros((WORDS, BLOCK_N), dtype=tl.float32)
         for j in tl.static_range(PACK):
-            sh: tl.constexpr = (j % HALF) * BITS
-            src = qw if j < HALF else qhi
+            sh = (j % HALF) * BITS
+            if j < HALF:
+                src = qw
+            else:
+                src = qhi
             kk = row * PACK + j
-            xk = tl.load(x_ptr + m * stride_xm + kk, mask=kk < K, other=0.0).to(tl.float32)
+            if EVEN:
+                xk = tl.load(x_ptr + m * stride_xm + kk).to(tl.float32)
+            else:
+                xk = tl.load(x_ptr + m * stride_xm + kk, mask=kk < K, other=0.0).to(tl.float32)
             f = ((src & (MASK << sh)) | 0x4B000000).to(tl.float32, bitcast=True)  # 2^23 + t * 2^sh
             if FAST:
                 sx += tl.sum(xk, axis=0)
@@ -219,12 +229,14 @@ def int_gemv(x: Tensor, qweight: Tensor, scales: Tensor, zeros: Tensor, bits: in
     bk = block_k_for(group, 32 // bits, c["block_k"])
     n_blocks = triton.cdiv(n, c["block_n"])
     tiles = triton.cdiv(k, bk)
-    splits = max(1, min(tiles, c["split_target"] // n_blocks))
+    target = max(1, min(tiles, c["split_target"] // n_blocks))
+    splits = next(d for d in range(target, 0, -1) if tiles % d == 0)  # equal slices: no tile past K
     k_split = triton.cdiv(tiles, splits) * bk  # a multiple of BLOCK_K
+    even = k % k_split == 0 and n % c["block_n"] == 0
     out = torch.zeros((m, n), dtype=torch.float32, device=x.device)
     grid = (n_blocks, triton.cdiv(k, k_split), m)
     _gemv_kernel[grid](x, qweight, scales, zeros, out, n, k, x.stride(0), k_split, GROUP=group, BITS=bits,
-                       RNE=_rne(x.dtype), FAST=fast, BLOCK_N=c["block_n"], BLOCK_K=bk, STAGES=c["stages"],
+                       RNE=_rne(x.dtype), FAST=fast, EVEN=even, BLOCK_N=c["block_n"], BLOCK_K=bk, STAGES=c["stages"],
                        num_warps=c["num_warps"])
     return out
 
