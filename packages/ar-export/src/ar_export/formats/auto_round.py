@@ -104,6 +104,8 @@ class AutoRoundExporter(Exporter):
 
     def check(self, layer: str, scheme: QuantScheme) -> str | None:
         dt = scheme.data_type
+        if not scheme.is_quantized:
+            return None
         if dt not in _FAMILIES or scheme.gguf:
             return f"auto_round cannot store data_type {dt!r} ({scheme.gguf or dt}); use the gguf format"
         if dt == "int" and scheme.quantizes_activations:
@@ -111,6 +113,12 @@ class AutoRoundExporter(Exporter):
                     "runtime; use W8A16 / W4A16 or export 'fake'")
         if dt == "int" and (isinstance(scheme.group_size, tuple) or scheme.group_size == 0):
             return f"auto_round int layers need group_size > 0 or -1, not {scheme.group_size!r}"
+        if dt == "nv_fp" and scheme.quantizes_activations:
+            return ("auto_round NVFP4 activations need calibrated input global scales that ar does not record; "
+                    "use NVFP4 with act_bits=16, or MXFP4 (dynamic activation scales)")
+        if dt == "fp" and scheme.quantizes_activations and not scheme.act_dynamic:
+            return ("auto_round FP8 static activations need a calibrated input_scale that ar does not record; "
+                    "use FP8_BLOCK (dynamic activations) or FPW8A16")
         if dt in ("mx_fp", "mx_fp_rceil", "nv_fp") and isinstance(scheme.group_size, tuple):
             return f"auto_round {dt} needs 1-D groups (32 for MX, 16 for NV), not {scheme.group_size!r}"
         return None

@@ -43,7 +43,7 @@ class AWQExporter(Exporter):
 
     def check(self, layer: str, scheme: QuantScheme) -> str | None:
         problem = int_weight_only_problem(scheme, "auto_awq", "auto_round or llm_compressor")
-        if problem:
+        if problem or not scheme.is_quantized:
             return problem
         if scheme.bits != 4:
             return (f"auto_awq stores 4-bit weights only, not {scheme.bits}-bit; use auto_round or "

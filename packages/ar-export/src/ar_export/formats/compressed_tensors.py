@@ -115,6 +115,8 @@ class CompressedTensorsExporter(Exporter):
 
     def check(self, layer: str, scheme: QuantScheme) -> str | None:
         dt = scheme.data_type
+        if not scheme.is_quantized:
+            return None
         if dt in ("int_dq",) or scheme.gguf:
             return f"llm_compressor has no GGUF k-quant layout for {scheme.gguf or dt!r}; use the gguf format"
         if dt == "int" and scheme.quantizes_activations:

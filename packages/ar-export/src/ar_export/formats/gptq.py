@@ -28,7 +28,9 @@ GPTQ_BITS = (2, 3, 4, 8)
 
 
 def int_weight_only_problem(scheme: QuantScheme, fmt: str, alternative: str) -> str | None:
-    """Shared refusal for formats that carry integer weight-only schemes."""
+    """Shared refusal for formats that carry integer weight-only schemes (16-bit layers always fit)."""
+    if not scheme.is_quantized:
+        return None
     if scheme.data_type != "int":
         return (f"{fmt} stores integer weights, not data_type {scheme.data_type!r}; "
                 f"use {alternative}")
@@ -84,7 +86,7 @@ class GPTQExporter(Exporter):
 
     def check(self, layer: str, scheme: QuantScheme) -> str | None:
         problem = int_weight_only_problem(scheme, "auto_gptq", "auto_round or llm_compressor")
-        if problem:
+        if problem or not scheme.is_quantized:
             return problem
         if scheme.bits not in GPTQ_BITS:
             return (f"auto_gptq kernels support bits {GPTQ_BITS}, not {scheme.bits}; "
