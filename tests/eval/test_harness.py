@@ -101,13 +101,34 @@ metric_list:
 """
 
 
+USER_TASK = """task: my_cloze
+custom_dataset: !function ar_eval.tasks.local.load_jsonl
+dataset_kwargs:
+  data_file: {data}
+output_type: loglikelihood
+test_split: test
+doc_to_text: "{{{{context}}}}"
+doc_to_target: "{{{{' ' + target}}}}"
+target_delimiter: ""
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
 def test_task_by_task_continues_past_a_failing_task(tmp_path):
+    """A user task on a local JSONL (as the README documents) runs after a task that raises."""
     (tmp_path / "broken.yaml").write_text(RAISING_TASK)
     (tmp_path / "boom.py").write_text("def load(**kw):\n    raise RuntimeError('dataset exploded')\n")
-    res = evaluate(tiny_model("llama"), tiny_tokenizer(), ["broken_task", TASK], batch_size=2, limit=2,
+    rows = [{"context": "t3 t4 t5", "target": "t6"}, {"context": "t7 t8", "target": "t9", "split": "test"}]
+    (tmp_path / "cloze.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (tmp_path / "my_cloze.yaml").write_text(USER_TASK.format(data=tmp_path / "cloze.jsonl"))
+    res = evaluate(tiny_model("llama"), tiny_tokenizer(), ["broken_task", "my_cloze"], batch_size=2,
                    task_by_task=True, include_path=tmp_path)
     assert "dataset exploded" in res["failed"]["broken_task"]
-    assert 0.0 <= _acc(res) <= 1.0 and list(res["results"]) == [TASK]
+    assert list(res["results"]) == ["my_cloze"] and res["n-samples"]["my_cloze"]["effective"] == 2
+    assert 0.0 <= _acc(res, "my_cloze") <= 1.0
 
 
 def test_oom_halves_the_batch_size(monkeypatch):
