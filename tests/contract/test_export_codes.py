@@ -2,13 +2,11 @@
 quantizer's codes, zero points and scales bit for bit (float64 reference of tests/schemes too)."""
 from __future__ import annotations
 
+import ar_export
 import pytest
 import torch
-
-import ar_export
 from ar_kernels.packing import awq, compressed, fp4, gptq
 from ar_schemes import get_scheme, quantize
-
 from conftest import tiny_model
 from export.qmodels import quantize_model
 from export.readers import load_tensors

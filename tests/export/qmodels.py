@@ -6,8 +6,7 @@ import re
 from typing import Any
 
 import torch
-
-from ar_schemes import (QuantizedLayer, QuantizedModel, get_scheme, quantize, resolve_layer_schemes)
+from ar_schemes import QuantizedLayer, QuantizedModel, get_scheme, quantize, resolve_layer_schemes
 
 
 def block_names(model: torch.nn.Module) -> list[str]:

@@ -61,7 +61,7 @@ def awq_dequant(t: dict[str, torch.Tensor], name: str, group_size: int) -> torch
 def load_dequantized(path: Path, model: torch.nn.Module, dequant) -> torch.nn.Module:
     """Put every packed layer's dequantized weight into ``model`` (a fresh copy of the architecture)."""
     t = load_tensors(path)
-    sd = {k: v for k, v in t.items() if not k.rsplit(".", 1)[-1] in ("qweight", "qzeros", "scales", "g_idx")}
+    sd = {k: v for k, v in t.items() if k.rsplit(".", 1)[-1] not in ("qweight", "qzeros", "scales", "g_idx")}
     for name in {k.rsplit(".", 1)[0] for k in t if k.endswith(".qweight")}:
         sd[f"{name}.weight"] = dequant(t, name)
     missing, unexpected = model.load_state_dict(sd, strict=False)

@@ -10,17 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
-
 from ar_kernels.packing import awq as awq_pack
 from ar_schemes import QuantizedLayer, QuantizedModel, QuantScheme
+from torch import Tensor
 
 from ..base import Exporter, register_format
 from ..errors import ExportError
 from .fused import fused_group_problems
 from .gptq import int_weight_only_problem
-from .safetensors_io import (block_prefixes, fp16_scales, in_blocks, model_dtype, refuse_unwritable,
-                             write_checkpoint)
+from .safetensors_io import (
+    block_prefixes,
+    fp16_scales,
+    in_blocks,
+    model_dtype,
+    refuse_unwritable,
+    write_checkpoint,
+)
 
 
 def awq_layer_tensors(layer: QuantizedLayer, dtype: torch.dtype = torch.float16) -> dict[str, Tensor]:

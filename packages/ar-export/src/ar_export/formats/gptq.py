@@ -13,16 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
-
 from ar_kernels.packing import gptq as gptq_pack
 from ar_schemes import QuantizedLayer, QuantizedModel, QuantScheme
+from torch import Tensor
 
 from ..base import Exporter, register_format
 from ..errors import ExportError
 from .fused import fused_group_problems
-from .safetensors_io import (block_prefixes, fp16_scales, in_blocks, model_dtype, refuse_unwritable,
-                             write_checkpoint)
+from .safetensors_io import (
+    block_prefixes,
+    fp16_scales,
+    in_blocks,
+    model_dtype,
+    refuse_unwritable,
+    write_checkpoint,
+)
 
 GPTQ_BITS = (2, 3, 4, 8)
 
