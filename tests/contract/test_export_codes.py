@@ -60,8 +60,8 @@ def test_unpacked_int_codes_are_the_quantizers(fmt, scheme, tmp_path):
             assert torch.equal(zero, r.zero.to(torch.int32)) and torch.equal(zero.double(), zero64), name
 
 
-@pytest.mark.parametrize("fmt", ["auto_round", "llm_compressor"])
-@pytest.mark.parametrize("scheme", ["MXFP4", {"scheme": "NVFP4", "act_bits": 16}])
+@pytest.mark.parametrize("fmt,scheme", [("auto_round", "MXFP4"), ("llm_compressor", "MXFP4"),
+                                        ("llm_compressor", {"scheme": "NVFP4", "act_bits": 16})], ids=str)
 def test_unpacked_fp4_codes_are_the_quantizers(fmt, scheme, tmp_path):
     model = tiny_model("llama", hidden=128)
     originals = {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}

@@ -108,3 +108,29 @@ def test_gemma_w4a16(gemma_path, tmp_path):
     diff_fp32 = rel_diff(logits(ref, ids), logits(model, ids))
     print(f"gemma-3-270m W4A16: max relative logit difference bf16 {diff_bf16:.2e}, fp32 {diff_fp32:.2e}")
     assert diff_fp32 < 1e-3
+
+
+@pytest.mark.parametrize("scheme", ["MXFP4", "MXFP8"])
+def test_reference_loads_mx(scheme, tmp_path):
+    """auto-round's torch MX kernels compute with our E2M1/E4M3 elements and E8M0 exponents, bit for bit."""
+    model = tiny_model("llama", hidden=128).to(torch.bfloat16)
+    qmodel = quantize_model(model, scheme)
+    ar_export.save(qmodel, model, None, tmp_path, "auto_round")
+    qc = json.loads((tmp_path / "config.json").read_text())["quantization_config"]
+    assert qc["packing_format"] == "auto_round:llm_compressor" and qc["data_type"] == "mx_fp"
+    from transformers import AutoModelForCausalLM
+    ref = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16, device_map="cpu")
+    for name, layer in qmodel.layers.items():
+        ql = ref.get_submodule(name)
+        assert type(ql).__module__.startswith("auto_round"), type(ql)
+        with torch.no_grad():  # the identity is exact under MX activation quantization
+            w = ql(torch.eye(layer.shape[1], dtype=torch.bfloat16)).t()
+        assert torch.equal(w, layer.dequantize(torch.bfloat16)), name
+
+
+@pytest.mark.parametrize("scheme,words", [("NVFP4", ["llm_compressor", "NVFP4A16"]),
+                                          ("FPW8A16", ["llm_compressor", "input_scale"]),
+                                          ("INT8", ["activations"])])
+def test_refuses_what_the_reference_cannot_load(scheme, words):
+    msg = ar_export.get_exporter("auto_round").check("x", get_scheme(scheme))
+    assert msg and all(w in msg for w in words), msg

@@ -6,9 +6,11 @@ One ``packing_format`` per checkpoint, chosen from the layers' schemes as the re
 - every int layer symmetric -> ``auto_round:auto_gptq`` (GPTQ v1: qweight, qzeros = zero - 1, scales);
 - every int layer 4-bit asymmetric per group -> ``auto_round:auto_awq`` (AWQ gemm layout);
 - other int mixes -> ``auto_round`` (GPTQ layout with raw zero points, bits 2-8, sym or asym);
-- MXFP / NVFP -> ``auto_round:llm_compressor`` (``weight_packed`` E2M1 nibbles or e4m3 ``weight``,
-  ``weight_scale`` E8M0 / E4M3, ``weight_global_scale`` for NVFP4);
-- FP8 -> ``auto_round:fp8_static`` (e4m3 ``weight`` + ``weight_scale``; ``weight_scale_inv`` for blocks).
+- MXFP4 / MXFP8 -> ``auto_round:llm_compressor`` (``weight_packed`` E2M1 nibbles or e4m3 ``weight``,
+  ``weight_scale`` E8M0 exponents).
+
+NVFP4 and FP8 are refused: auto-round reads them only with calibrated activation scales
+(``input_global_scale`` / ``input_scale``) that ar does not record; llm_compressor carries them.
 
 Layers unlike the default scheme go to ``extra_config`` by exact name (the full scheme for layers
 outside the blocks, e.g. a quantized lm_head; ``bits: 16`` for in-block Linears kept 16-bit).
@@ -40,11 +42,9 @@ def packing_format(schemes: list[QuantScheme]) -> str:
     types = {s.data_type for s in schemes}
     if types <= {"mx_fp", "mx_fp_rceil", "nv_fp"}:
         return "auto_round:llm_compressor"
-    if types == {"fp"}:
-        return "auto_round:fp8_static"
     if types != {"int"}:
         raise ExportError(f"one auto_round checkpoint has one packing format; data types {sorted(types)} "
-                          "cannot be mixed; keep one family (int, MX/NV fp4, or fp8) per model")
+                          "cannot be mixed; keep one family (int or MX) per model")
     if all(s.sym for s in schemes):
         return "auto_round:auto_gptq"
     if all(not s.sym and s.bits == 4 and isinstance(s.group_size, int) and s.group_size > 0 for s in schemes):
@@ -74,14 +74,10 @@ def layer_overrides(qmodel: QuantizedModel, model: Any) -> dict[str, dict[str, A
 
 
 def fp_layer_tensors(layer: QuantizedLayer, dtype: torch.dtype) -> dict[str, Tensor]:
-    """MX / NV / FP8 tensors of one layer, named as auto-round's fp QuantLinears name them."""
+    """MXFP4 / MXFP8 (and NVFP4) tensors of one layer, named as auto-round's fp QuantLinears name them."""
     s = layer.scheme
     out: dict[str, Tensor] = {}
-    if s.data_type == "fp":
-        key = "weight_scale_inv" if isinstance(s.group_size, tuple) else "weight_scale"
-        out["weight"] = layer.codes.to(torch.float8_e4m3fn)
-        out[key] = layer.scale.float() if s.group_size != 0 else layer.scale.float().reshape(1)
-    elif s.bits == 8:  # MXFP8: e4m3 elements, E8M0 exponents
+    if s.bits == 8:  # MXFP8: e4m3 elements, E8M0 exponents
         out["weight"] = layer.codes.to(torch.float8_e4m3fn)
         out["weight_scale"] = layer.extra["scale_e8m0"]
     else:
@@ -112,14 +108,15 @@ class AutoRoundExporter(Exporter):
                     "runtime; use W8A16 / W4A16 or export 'fake'")
         if dt == "int" and (isinstance(scheme.group_size, tuple) or scheme.group_size == 0):
             return f"auto_round int layers need group_size > 0 or -1, not {scheme.group_size!r}"
-        if dt == "nv_fp" and scheme.quantizes_activations:
-            return ("auto_round NVFP4 activations need calibrated input global scales that ar does not record; "
-                    "use NVFP4 with act_bits=16, or MXFP4 (dynamic activation scales)")
-        if dt == "fp" and scheme.quantizes_activations and not scheme.act_dynamic:
-            return ("auto_round FP8 static activations need a calibrated input_scale that ar does not record; "
-                    "use FP8_BLOCK (dynamic activations) or FPW8A16")
-        if dt in ("mx_fp", "mx_fp_rceil", "nv_fp") and isinstance(scheme.group_size, tuple):
-            return f"auto_round {dt} needs 1-D groups (32 for MX, 16 for NV), not {scheme.group_size!r}"
+        if dt == "nv_fp":
+            return ("auto_round NVFP4 needs calibrated activation global scales that ar does not record, and "
+                    "auto-round has no weight-only NVFP4 kernel; export NVFP4 with act_bits=16 as llm_compressor "
+                    "(NVFP4A16), or use MXFP4 in auto_round")
+        if dt == "fp":
+            return ("auto_round FP8 is auto-round's fp8_static layout, which needs a calibrated input_scale that "
+                    "ar does not record; export FP8 (FPW8A16, FP8_BLOCK) as llm_compressor (float-quantized)")
+        if dt in ("mx_fp", "mx_fp_rceil") and scheme.group_size != 32:
+            return f"auto_round {dt} needs group_size=32 (the MX block), not {scheme.group_size!r}"
         return None
 
     def check_model(self, layer_schemes: dict[str, QuantScheme | None]) -> list[str]:
