@@ -31,6 +31,7 @@ def test_three_bit_falls_back_to_torch_on_cuda(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_forced_backend_that_cannot_serve_explains(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(BackendError, match="triton:int: .*device 'cpu'"):
         select_backend(W4, "cpu", backend="triton")
     d3 = LayerDesc(in_features=256, out_features=64, bits=3, group_size=128, dtype=torch.float16)
@@ -58,6 +59,12 @@ def test_hint_when_better_backend_not_installed(monkeypatch: pytest.MonkeyPatch,
         select_backend(W4, "cuda")
     hints = [r.message for r in caplog.records if "would be faster" in r.message]
     assert len(hints) == 1 and 'ar-kernels[triton]' in hints[0]
+
+
+def test_auto_never_picks_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert select_backend(W4, "cpu").name == "torch:int"
+    assert select_backend(W4, "cpu", backend="triton").name == "triton:int"
 
 
 def test_shape_check_rejects() -> None:

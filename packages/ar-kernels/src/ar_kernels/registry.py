@@ -83,7 +83,8 @@ class BackendSpec:
     checks: shape constraints, each returning None when the layer is fine, else the reason.
     requirements: importable module names (``"triton"``), checked without importing them.
     extra: the ``ar-kernels[...]`` extra that installs the requirements (for hints and errors).
-    cpu_interpret: the backend also runs on CPU when ``TRITON_INTERPRET=1`` (tests, CI).
+    cpu_interpret: the backend also runs on CPU when ``TRITON_INTERPRET=1`` and it is asked for by
+        name (tests, CI); ``"auto"`` never picks an interpreter.
     """
 
     name: str
@@ -107,18 +108,18 @@ class BackendSpec:
         """``"triton"`` for ``"triton:int"``: what ``backend="triton"`` selects."""
         return self.name.split(":", 1)[0]
 
-    def serves_device(self, device: str) -> bool:
+    def serves_device(self, device: str, forced: bool = False) -> bool:
         if device in self.devices:
             return True
-        return device == "cpu" and self.cpu_interpret and os.environ.get("TRITON_INTERPRET") == "1"
+        return forced and device == "cpu" and self.cpu_interpret and os.environ.get("TRITON_INTERPRET") == "1"
 
     def missing_requirements(self) -> list[str]:
         return [r for r in self.requirements if importlib.util.find_spec(r.split(".")[0]) is None]
 
-    def reasons(self, desc: LayerDesc, device: str) -> list[str]:
+    def reasons(self, desc: LayerDesc, device: str, forced: bool = False) -> list[str]:
         """Why this backend cannot serve ``desc`` on ``device`` (empty: it can, if installed)."""
         out = []
-        if not self.serves_device(device):
+        if not self.serves_device(device, forced):
             out.append(f"device {device!r} not in {self.devices}")
         for what, got, ok in (("data_type", desc.data_type, self.data_types), ("bits", desc.bits, self.bits),
                               ("packing", desc.packing, self.packings), ("sym", desc.sym, self.sym),
@@ -176,12 +177,13 @@ def device_type(device: str | torch.device) -> str:
     return kind
 
 
-def candidates(desc: LayerDesc, device: str | torch.device) -> list[tuple[BackendSpec, list[str]]]:
+def candidates(desc: LayerDesc, device: str | torch.device, forced: bool = False
+               ) -> list[tuple[BackendSpec, list[str]]]:
     """Every registered backend, best first, with the reasons it cannot serve ``desc`` (empty: it can)."""
     _load_entry_points()
     dev = device_type(device)
     ranked = sorted(BACKENDS.values(), key=lambda s: -s.priority)
-    return [(s, s.reasons(desc, dev)) for s in ranked]
+    return [(s, s.reasons(desc, dev, forced)) for s in ranked]
 
 
 def select_backend(desc: LayerDesc, device: str | torch.device = "cpu", backend: str = "auto") -> BackendSpec:
@@ -190,7 +192,7 @@ def select_backend(desc: LayerDesc, device: str | torch.device = "cpu", backend:
     ``backend`` is ``"auto"``, a family (``"triton"``) or an exact key (``"triton:int"``).
     Raises BackendError explaining why when nothing can serve the layer.
     """
-    cands = candidates(desc, device)
+    cands = candidates(desc, device, forced=backend != "auto")
     if backend != "auto":
         known = sorted({s.family for s, _ in cands} | {s.name for s, _ in cands})
         cands = [(s, r) for s, r in cands if backend in (s.name, s.family)]

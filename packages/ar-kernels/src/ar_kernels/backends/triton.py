@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from ..errors import missing
 from ..registry import BackendSpec, LayerDesc, register_backend
@@ -41,7 +41,7 @@ def kernels() -> ModuleType:
 
 @register_backend(BackendSpec(
     name="triton:int", devices=("cuda", "xpu"), bits=(2, 4, 8), packings=("gptq", "auto_round", "awq"),
-    dtypes=(__import__("torch").float16, __import__("torch").bfloat16), priority=50,
+    dtypes=(torch.float16, torch.bfloat16), priority=50,
     requirements=("triton",), extra="triton", checks=(_shape_check,), cpu_interpret=True))
 class TritonIntLinear(IntQuantLinear):
     """Integer QuantLinear with Triton kernels. Rows <= ``gemv_max_rows`` take the split-K GEMV.
@@ -75,7 +75,7 @@ class TritonIntLinear(IntQuantLinear):
         elif self.dequant_min_rows is not None and rows >= self.dequant_min_rows:
             w = k.int_dequant(self.qweight, self.scales, self.zeros, d.bits, d.group, d.in_features,
                               d.out_features, x.dtype)
-            out = F.linear(x2, w, bias)
+            out = torch.addmm(bias, x2, w) if bias is not None else x2 @ w
         else:
             out = k.int_gemm(x2, self.qweight, self.scales, self.zeros, bias, d.bits, d.group, d.out_features)
         return out.reshape(*shape[:-1], d.out_features)
