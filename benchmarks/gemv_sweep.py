@@ -6,14 +6,14 @@ Used to pick ``GEMV_DEFAULTS`` in ``ar_kernels/backends/_triton_kernels.py``.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 
 import torch
-from kernel_bench import Timer, build_layer, rel_err
-
 from ar_kernels import TorchIntLinear, TritonIntLinear
 from ar_kernels.backends import triton as tb
+from kernel_bench import Timer, build_layer, rel_err
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     for fast, bn, bk, split, warps, stages in itertools.product((False, True), (64, 128, 256), (64, 128),
                                                                 (1024, 2048, 4096), (2, 4), (2, 4)):
         cfg = dict(fast=fast, block_n=bn, block_k=bk, split_target=split, num_warps=warps, stages=stages)
-        f = lambda: k.int_gemv(x, tri.qweight, tri.scales, tri.zeros, a.bits, a.group, a.out, **cfg)  # noqa: E731
+        f = functools.partial(k.int_gemv, x, tri.qweight, tri.scales, tri.zeros, a.bits, a.group, a.out, **cfg)
         try:
             err = rel_err(f().to(dt), want)
             rows.append({**cfg, "us": timer(f), "rel_err": err})

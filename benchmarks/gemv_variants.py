@@ -5,16 +5,16 @@ A variant that wins moves into ``ar_kernels/backends/_triton_kernels.py``.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 
 import torch
 import triton
 import triton.language as tl
-from kernel_bench import Timer, build_layer, graphed, rel_err
-
 from ar_kernels import TorchIntLinear, TritonIntLinear
 from ar_kernels.backends import triton as tb
+from kernel_bench import Timer, build_layer, graphed, rel_err
 
 
 @triton.jit
@@ -65,7 +65,7 @@ def main() -> None:
     rows = []
     for bn, bk, splits, warps, stages in itertools.product((32, 64, 128), (128, 256, 512), (4, 8, 16),
                                                             (4, 8), (1, 3)):
-        f = lambda: run_dup(x, tri, bits, group, outf, bn, bk, splits, warps, stages)  # noqa: E731
+        f = functools.partial(run_dup, x, tri, bits, group, outf, bn, bk, splits, warps, stages)
         try:
             err = rel_err(f().to(dt), want)
             rows.append({"bn": bn, "bk": bk, "splits": splits, "warps": warps, "stages": stages, "us": timer(f),

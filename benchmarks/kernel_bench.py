@@ -20,7 +20,6 @@ import sys
 from collections.abc import Callable
 
 import torch
-
 from ar_kernels import LayerDesc, TorchIntLinear, TritonIntLinear
 from ar_kernels.packing import gptq
 

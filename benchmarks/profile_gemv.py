@@ -1,8 +1,7 @@
 """Run the decode GEMV a few times for a profiler (``ncu --kernel-name regex:gemv python profile_gemv.py``)."""
 import torch
-from kernel_bench import build_layer
-
 from ar_kernels import TritonIntLinear
+from kernel_bench import build_layer
 
 layer = build_layer(TritonIntLinear, 4096, 14336, 4, 128, torch.bfloat16)
 x = torch.randn(1, 4096, device="cuda", dtype=torch.bfloat16)

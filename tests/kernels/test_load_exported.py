@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ar_kernels
 import pytest
 import torch
-
-import ar_kernels
 from ar_kernels import TorchIntLinear
 
 ar_export = pytest.importorskip("ar_export")

@@ -11,7 +11,6 @@ import os
 
 import pytest
 import torch
-
 from ar_kernels import TorchIntLinear, TritonIntLinear
 
 from ._layers import build, random_int_layer, rel_err

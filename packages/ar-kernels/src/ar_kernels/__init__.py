@@ -1,8 +1,15 @@
 """ar-kernels: load ar (and GPTQ / AWQ) checkpoints into models that run fast. Needs torch alone.
 
 Optional backends (Triton, IPEX, Habana) and transformers are imported only when used.
+
+>>> import ar_kernels
+>>> model = ar_kernels.load("out/W4A16", device="cuda")  # doctest: +SKIP
 """
+# ruff: noqa: I001  (grouped by topic, as the public surface reads)
 from .__about__ import __version__
+
+# packing layouts (shared with the exporters)
+from . import packing
 
 # backends and their registry
 from .registry import BACKENDS, BackendSpec, LayerDesc, register_backend, select_backend
@@ -14,7 +21,7 @@ from .backends.ipex import IpexIntLinear
 from .backends.hpu import HpuIntLinear
 
 # loading
-from .load import load, make_quant_linear, replace_linears, post_init_model
+from .load import load, make_quant_linear, post_init_model, replace_linears
 from .transformers import register_transformers_quantizer
 
 # errors
@@ -22,6 +29,8 @@ from .errors import ArError, BackendError, CheckpointError, MissingDependencyErr
 
 __all__ = [
     "__version__",
+    # packing
+    "packing",
     # backends
     "BACKENDS", "BackendSpec", "LayerDesc", "register_backend", "select_backend",
     "QuantLinear", "IntQuantLinear", "FloatQuantLinear",

@@ -101,6 +101,7 @@ class BackendSpec:
     checks: tuple[Checker, ...] = ()
     cpu_interpret: bool = False
     act_quant: bool = False  # can serve layers that quantize activations
+    install: str = ""  # how to install the requirements when no pip extra does (Habana)
     linear: Any = field(default=None, compare=False)
 
     @property
@@ -112,6 +113,9 @@ class BackendSpec:
         if device in self.devices:
             return True
         return forced and device == "cpu" and self.cpu_interpret and os.environ.get("TRITON_INTERPRET") == "1"
+
+    def install_hint(self) -> str:
+        return self.install or f'pip install "ar-kernels[{self.extra or self.family}]"'
 
     def missing_requirements(self) -> list[str]:
         return [r for r in self.requirements if importlib.util.find_spec(r.split(".")[0]) is None]
@@ -214,8 +218,7 @@ def _hint_better(best: BackendSpec, cands: list[tuple[BackendSpec, list[str]]]) 
             return
         if not reasons and spec.name not in _HINTED:
             _HINTED.add(spec.name)
-            logger.info("using backend %s; %s would be faster: pip install \"ar-kernels[%s]\"",
-                        best.name, spec.name, spec.extra or spec.family)
+            logger.info("using backend %s; %s would be faster: %s", best.name, spec.name, spec.install_hint())
 
 
 def _no_backend_error(desc: LayerDesc, device: str | torch.device, backend: str,
@@ -224,7 +227,7 @@ def _no_backend_error(desc: LayerDesc, device: str | torch.device, backend: str,
     for spec, reasons in cands:
         miss = spec.missing_requirements()
         if miss:
-            reasons = [*reasons, f"needs {', '.join(miss)}: pip install \"ar-kernels[{spec.extra or spec.family}]\""]
+            reasons = [*reasons, f"needs {', '.join(miss)}: {spec.install_hint()}"]
         lines.append(f"  {spec.name}: {'; '.join(reasons)}")
     return BackendError(f"no backend{'' if backend == 'auto' else ' ' + repr(backend)} can serve layer {desc} "
                         f"on {device}:\n" + "\n".join(lines))

@@ -10,15 +10,17 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..errors import missing
+from ..errors import MissingDependencyError
 from ..registry import BackendSpec, register_backend
 from .base import IntQuantLinear
+
+INSTALL = "install the Intel Gaudi software stack (habana-frameworks): https://docs.habana.ai"
 
 
 @register_backend(BackendSpec(
     name="hpu:int", devices=("hpu",), bits=(2, 3, 4, 8), packings=("gptq", "auto_round", "awq"),
     dtypes=(torch.bfloat16, torch.float16, torch.float32), priority=30, requirements=("habana_frameworks",),
-    extra="hpu"))
+    install=INSTALL))
 class HpuIntLinear(IntQuantLinear):
     """Integer QuantLinear for Gaudi: the reference math, compiled by the HPU graph."""
 
@@ -26,7 +28,7 @@ class HpuIntLinear(IntQuantLinear):
         try:
             import habana_frameworks.torch.core  # noqa: F401  (registers the hpu device)
         except ImportError as exc:
-            raise missing("habana-frameworks", "hpu") from exc
+            raise MissingDependencyError(f"habana-frameworks is not installed; {INSTALL}") from exc
         super().post_init()
 
     def forward(self, x: Tensor) -> Tensor:

@@ -31,8 +31,11 @@ class IpexIntLinear(IntQuantLinear):
         if self.packed:
             return
         try:
-            from intel_extension_for_pytorch.llm.quantization import (IPEXWeightOnlyQuantizedLinear,
-                                                                      QuantDtype, QuantMethod)
+            from intel_extension_for_pytorch.llm.quantization import (
+                IPEXWeightOnlyQuantizedLinear,
+                QuantDtype,
+                QuantMethod,
+            )
         except ImportError as exc:
             raise missing("intel-extension-for-pytorch", "ipex") from exc
         d = self.desc

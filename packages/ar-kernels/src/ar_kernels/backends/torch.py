@@ -6,7 +6,6 @@ multiplies is bit for bit the fake-quantized model's (``(q - zero) * scale`` in 
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 from torch.nn import functional as F
 
