@@ -18,7 +18,7 @@ from ar_eval import (
 
 
 def _report(name: str, ppl: float, acc: float, failed: dict | None = None) -> dict:
-    lm = {"results": {"wikitext2_lastword": {"alias": "wikitext2_lastword", "acc,none": acc,
+    lm = {"results": {"wikitext2_lastword": {"alias": "wikitext2_lastword", "sample_len": 300, "acc,none": acc,
                                              "acc_stderr,none": 0.01, "perplexity,none": 20.0}},
           "failed": failed or {}}
     return make_report(name, PerplexityResult(ppl, 20, 10240, 512, 300000, "data/wikitext2_eval.txt"), lm)
@@ -28,7 +28,7 @@ def test_metrics_and_table():
     rep = _report("fp", 61.47, 0.40, failed={"piqa": "RuntimeError: boom"})
     m = metrics(rep)
     assert m[("ppl:wikitext2_eval.txt", "ppl@512x20")] == (61.47, None)
-    assert m[("wikitext2_lastword", "acc")] == (0.40, 0.01)
+    assert m[("wikitext2_lastword", "acc")] == (0.40, 0.01) and len(m) == 3  # no sample_len
     table = format_table(rep)
     assert re.search(r"\| wikitext2_lastword\s+\| acc\s+\| 0\.4000\s+\| 0\.0100", table)
     assert "20 windows x 512 tokens = 10240 tokens" in table and "FAILED piqa: RuntimeError: boom" in table

@@ -55,11 +55,11 @@ def metrics(report: dict[str, Any]) -> dict[tuple[str, str], tuple[float, float 
         out[(f"ppl:{name}", f"ppl@{ppl['seqlen']}x{ppl['windows']}")] = (ppl["ppl"], None)
     for task, values in ((report.get("lm_eval") or {}).get("results") or {}).items():
         for key, value in values.items():
-            metric, _, filt = key.partition(",")
-            if "_stderr" in metric or not isinstance(value, (int, float)) or isinstance(value, bool):
+            metric, comma, filt = key.partition(",")  # lm-eval keys are "metric,filter"
+            if not comma or "_stderr" in metric or not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
-            label = metric if filt in ("", "none") else f"{metric},{filt}"
-            stderr = values.get(f"{metric}_stderr,{filt}" if filt else f"{metric}_stderr")
+            label = metric if filt == "none" else key
+            stderr = values.get(f"{metric}_stderr,{filt}")
             out[(task, label)] = (float(value), stderr if isinstance(stderr, (int, float)) else None)
     return out
 
