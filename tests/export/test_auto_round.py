@@ -61,11 +61,12 @@ def test_mixed_bits_and_skips_go_to_extra_config(tmp_path):
     qmodel = quantize_model(model, "W4A16", layer_config=cfg)
     ar_export.save(qmodel, model, tiny_tokenizer(), tmp_path, "auto_round")
     qc = json.loads((tmp_path / "config.json").read_text())["quantization_config"]
-    assert qc["extra_config"]["model.layers.0.mlp.down_proj"] == {"bits": 8}
-    assert qc["extra_config"]["model.layers.1.self_attn.o_proj"]["bits"] == 16
+    assert qc["extra_config"][r"^model\.layers\.\d+\.mlp\.down_proj$"] == {"bits": 8}  # shared by every block
+    assert qc["extra_config"]["model.layers.1.self_attn.o_proj"]["bits"] == 16  # one layer: exact name
     assert qc["block_name_to_quantize"] == ["model.layers"]
     ref = _load_reference(tmp_path)
     assert isinstance(ref.model.layers[1].self_attn.o_proj, torch.nn.Linear)
+    assert ref.model.layers[1].mlp.down_proj.bits == 8 and ref.model.layers[1].mlp.up_proj.bits == 4
     assert rel_diff(logits(ref, IDS), logits(model, IDS)) < 1e-3
 
 

@@ -38,19 +38,22 @@ def test_gptq_independent_reader(scheme, tmp_path):
     assert rel_diff(logits(fresh, IDS), logits(model, IDS)) == 0.0
 
 
-def test_gptq_reference_loader(tmp_path):
-    """auto-round's loader reads GPTQ checkpoints too (quantization_config=AutoRoundConfig())."""
+@pytest.mark.parametrize("layer_config", [None, {"mlp.down_proj": "W8A16"}])
+def test_gptq_reference_loader(layer_config, tmp_path):
+    """auto-round's loader reads GPTQ checkpoints too (quantization_config=AutoRoundConfig()),
+    including GPTQModel ``dynamic`` per-layer bits."""
     pytest.importorskip("auto_round")
     from transformers import AutoModelForCausalLM, AutoRoundConfig
     model = tiny_model("llama", hidden=128)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(p.half().float())  # fp16-exact, so the fp16 load loses nothing
-    qmodel = quantize_model(model, "W4A16")
+    qmodel = quantize_model(model, "W4A16", layer_config=layer_config)
     ar_export.save(qmodel, model, tiny_tokenizer(), tmp_path, "auto_gptq")
     ref = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float16, device_map="cpu",
                                                quantization_config=AutoRoundConfig(backend="auto"))
     assert type(ref.model.layers[0].mlp.up_proj).__module__.startswith("auto_round")
+    assert ref.model.layers[1].mlp.down_proj.bits == (8 if layer_config else 4)
     torch.nn.Module.float(ref)
     assert rel_diff(logits(ref, IDS), logits(model, IDS)) < 1e-3
 
@@ -59,7 +62,7 @@ def test_gptq_dynamic_overrides(tmp_path):
     cfg = {"mlp.down_proj": "W8A16", "layers.0.self_attn.o_proj": {"bits": 16, "data_type": "float"}}
     _, qmodel, qc = _export(tmp_path, "auto_gptq", "W4A16", layer_config=cfg)
     dyn = qc["dynamic"]
-    assert dyn[r"+:^model\.layers\.1\.mlp\.down_proj$"] == {"bits": 8}
+    assert dyn[r"+:^model\.layers\.\d+\.mlp\.down_proj$"] == {"bits": 8}  # every block: one regex
     assert dyn[r"-:^model\.layers\.0\.self_attn\.o_proj$"] == {}
     t = load_tensors(tmp_path)
     assert "model.layers.0.self_attn.o_proj.weight" in t and t["model.layers.0.self_attn.o_proj.weight"].dtype == torch.float32

@@ -12,8 +12,9 @@ One ``packing_format`` per checkpoint, chosen from the layers' schemes as the re
 NVFP4 and FP8 are refused: auto-round reads them only with calibrated activation scales
 (``input_global_scale`` / ``input_scale``) that ar does not record; llm_compressor carries them.
 
-Layers unlike the default scheme go to ``extra_config`` by exact name (the full scheme for layers
-outside the blocks, e.g. a quantized lm_head; ``bits: 16`` for in-block Linears kept 16-bit).
+Layers unlike the default scheme go to ``extra_config`` (the full scheme for layers outside the
+blocks, e.g. a quantized lm_head; ``bits: 16`` for in-block Linears kept 16-bit); an override that
+the same layer of every block shares is folded into one regex key.
 """
 from __future__ import annotations
 
@@ -30,7 +31,14 @@ from ..errors import ExportError
 from .awq import awq_layer_tensors
 from .fused import fused_group_problems
 from .gptq import gptq_layer_tensors, skipped_in_blocks
-from .safetensors_io import block_prefixes, in_blocks, model_dtype, refuse_unwritable, write_checkpoint
+from .safetensors_io import (
+    block_prefixes,
+    compress_to_regex,
+    in_blocks,
+    model_dtype,
+    refuse_unwritable,
+    write_checkpoint,
+)
 
 SCHEME_KEYS = ("bits", "group_size", "sym", "data_type", "act_bits", "act_group_size", "act_sym",
                "act_data_type", "act_dynamic", "super_bits", "super_group_size")
@@ -70,7 +78,8 @@ def layer_overrides(qmodel: QuantizedModel, model: Any) -> dict[str, dict[str, A
             extra[name] = diff
     for name in skipped_in_blocks(qmodel, model):
         extra[name] = {"bits": 16, "data_type": "float", "act_bits": 16}
-    return extra
+    linears = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    return compress_to_regex(extra, prefixes, linears)
 
 
 def fp_layer_tensors(layer: QuantizedLayer, dtype: torch.dtype) -> dict[str, Tensor]:

@@ -22,6 +22,7 @@ from ..errors import ExportError
 from .fused import fused_group_problems
 from .safetensors_io import (
     block_prefixes,
+    compress_to_regex,
     fp16_scales,
     in_blocks,
     model_dtype,
@@ -66,15 +67,19 @@ def gptq_layer_tensors(layer: QuantizedLayer, offset: int, dtype: torch.dtype = 
 
 def dynamic_overrides(qmodel: QuantizedModel, keys: tuple[str, ...], skipped_in_blocks: list[str]
                       ) -> dict[str, dict[str, Any]]:
-    """GPTQModel ``dynamic``: per-layer regex entries for layers unlike the default scheme."""
+    """GPTQModel ``dynamic``: regex entries for layers unlike the default scheme (``-:`` skips them)."""
     default = qmodel.default_scheme
-    dyn: dict[str, dict[str, Any]] = {}
+    plus: dict[str, dict[str, Any]] = {}
     for name, layer in qmodel.layers.items():
         diff = {k: getattr(layer.scheme, k) for k in keys if getattr(layer.scheme, k) != getattr(default, k)}
         if diff:
-            dyn[f"+:^{re.escape(name)}$"] = diff
-    for name in skipped_in_blocks:
-        dyn[f"-:^{re.escape(name)}$"] = {}
+            plus[name] = diff
+    minus = {name: {} for name in skipped_in_blocks}
+    prefixes, linears = block_prefixes(qmodel), [*qmodel.layers, *skipped_in_blocks]
+    dyn: dict[str, dict[str, Any]] = {}
+    for sign, entries in (("+", plus), ("-", minus)):
+        for key, value in compress_to_regex(entries, prefixes, linears).items():
+            dyn[f"{sign}:{key if key.startswith('^') else '^' + re.escape(key) + '$'}"] = value
     return dyn
 
 

@@ -140,3 +140,28 @@ def refuse_unwritable(exporter: Exporter, qmodel: QuantizedModel) -> None:
     problems = exporter.check_model(schemes)
     if problems:
         raise ExportError(f"cannot write {exporter.name}: " + "; ".join(problems[:5]))
+
+
+def compress_to_regex(extra: dict[str, dict[str, Any]], prefixes: list[str], linears: list[str]
+                      ) -> dict[str, dict[str, Any]]:
+    """Fold an override that every block's same layer shares into one regex key.
+
+    ``{"model.layers.0.mlp.down_proj": {"bits": 8}, "model.layers.1.mlp.down_proj": {"bits": 8}}``
+    becomes ``{"^model\\.layers\\.\\d+\\.mlp\\.down_proj$": {"bits": 8}}``; loaders search keys
+    that are not layer names as regexes. Anything not shared by every block stays exact.
+    """
+    by_leaf: dict[tuple[str, str], list[str]] = {}  # (block prefix, path inside the block) -> layer names
+    for name in linears:
+        for p in prefixes:
+            m = re.fullmatch(rf"{re.escape(p)}\.\d+\.(.+)", name)
+            if m:
+                by_leaf.setdefault((p, m.group(1)), []).append(name)
+    out = dict(extra)
+    for (prefix, leaf), names in by_leaf.items():
+        values = [extra.get(n) for n in names]
+        if len(names) < 2 or values[0] is None or any(v != values[0] for v in values):
+            continue
+        for n in names:
+            del out[n]
+        out[rf"^{re.escape(prefix)}\.\d+\.{re.escape(leaf)}$"] = values[0]
+    return out
