@@ -10,7 +10,7 @@ from pathlib import Path
 import ar_kernels
 import pytest
 import torch
-from ar_kernels import TorchIntLinear
+from ar_kernels import QuantLinear, TorchIntLinear
 
 ar_export = pytest.importorskip("ar_export")
 pytest.importorskip("transformers")
@@ -45,13 +45,14 @@ def _bf16(arch: str, tmp: Path) -> torch.nn.Module:
     ("auto_round", "W4A16"), ("auto_round", {"bits": 3, "group_size": 128, "sym": False}),
     ("auto_round", {"bits": 4, "group_size": 32, "sym": False}), ("auto_round", "W2A16G64"),
     ("auto_round", "W8A16"), ("auto_gptq", "W4A16"), ("auto_awq", {"bits": 4, "group_size": 128, "sym": False}),
+    ("auto_round", "MXFP4"), ("auto_round", "MXFP8"),  # float formats, emulated by torch:float
 ])
 def test_exported_checkpoint_loads_bit_exact(tmp_path: Path, fmt: str, scheme: str | dict) -> None:
     model = _bf16("qwen2", tmp_path)
     qmodel = fake_quantize(model, scheme)
     ar_export.save(qmodel, model, tiny_tokenizer(), tmp_path / "q", fmt)
     q = ar_kernels.load(tmp_path / "q", backend="torch")
-    assert sum(isinstance(m, TorchIntLinear) for m in q.modules()) == len(qmodel.layers)
+    assert sum(isinstance(m, QuantLinear) for m in q.modules()) == len(qmodel.layers)
     ids = torch.randint(3, 250, (2, 16), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(q(ids).logits, model(ids).logits)

@@ -22,7 +22,8 @@ from .registry import LayerDesc
 # packing_format strings of the reference and of GPTQ / AWQ configs -> our packing names
 _PACKING = {"auto_round:auto_gptq": "gptq", "auto_round:gptq": "gptq", "auto_gptq": "gptq", "gptq": "gptq",
             "auto_round:auto_awq": "awq", "auto_round:awq": "awq", "auto_awq": "awq", "awq": "awq",
-            "auto_round": "auto_round"}
+            "auto_round": "auto_round",
+            "auto_round:llm_compressor": "float", "auto_round:fp8": "float", "auto_round:fp8_static": "float"}
 _SCHEME_KEYS = ("bits", "group_size", "sym", "data_type", "act_bits")
 
 
