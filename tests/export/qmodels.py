@@ -10,7 +10,7 @@ from ar_schemes import QuantizedLayer, QuantizedModel, get_scheme, quantize, res
 
 
 def block_names(model: torch.nn.Module) -> list[str]:
-    return [n for n, _ in model.named_modules() if re.fullmatch(r".*layers\.\d+", n)]
+    return [n for n, _ in model.named_modules() if re.fullmatch(r".*(layers|\.h)\.\d+", n)]
 
 
 def quantize_model(model: torch.nn.Module, scheme: Any = "W4A16", layer_config: dict | None = None,
@@ -18,7 +18,7 @@ def quantize_model(model: torch.nn.Module, scheme: Any = "W4A16", layer_config: 
     """Quantize every Linear in place (fake-quant) and return the hand-off record."""
     default = get_scheme(scheme)
     modules = dict(model.named_modules())
-    names = [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)]
+    names = [n for n, m in modules.items() if isinstance(m, torch.nn.Linear) or _is_conv1d(m)]
     schemes = resolve_layer_schemes(names, default, layer_config, ignore)
     layers, skipped = {}, {}
     with torch.no_grad():
@@ -27,11 +27,17 @@ def quantize_model(model: torch.nn.Module, scheme: Any = "W4A16", layer_config: 
             if s is None:
                 skipped[name] = "ignored"
                 continue
-            r = quantize(mod.weight.detach().float(), s)
+            w = mod.weight.detach().float()
+            r = quantize(w.t() if _is_conv1d(mod) else w, s)  # GPT-2 Conv1D stores (in, out)
             layers[name] = QuantizedLayer.from_result(name, s, r, mod.bias)
-            mod.weight.data = r.dequant.to(mod.weight.dtype)
+            dq = r.dequant.t() if _is_conv1d(mod) else r.dequant
+            mod.weight.data = dq.contiguous().to(mod.weight.dtype)
     return QuantizedModel(layers, default, block_names=block_names(model), skipped=skipped,
                           options={"iters": 0})
+
+
+def _is_conv1d(mod: torch.nn.Module) -> bool:
+    return type(mod).__name__ == "Conv1D"
 
 
 def logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:

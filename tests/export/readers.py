@@ -63,7 +63,9 @@ def load_dequantized(path: Path, model: torch.nn.Module, dequant) -> torch.nn.Mo
     t = load_tensors(path)
     sd = {k: v for k, v in t.items() if k.rsplit(".", 1)[-1] not in ("qweight", "qzeros", "scales", "g_idx")}
     for name in {k.rsplit(".", 1)[0] for k in t if k.endswith(".qweight")}:
-        sd[f"{name}.weight"] = dequant(t, name)
+        w = dequant(t, name)  # (out, in); GPT-2 Conv1D keeps (in, out)
+        conv1d = type(model.get_submodule(name)).__name__ == "Conv1D"
+        sd[f"{name}.weight"] = w.t().contiguous() if conv1d else w
     missing, unexpected = model.load_state_dict(sd, strict=False)
     assert not unexpected, unexpected
     assert all("lm_head" in k or "rotary" in k for k in missing), missing

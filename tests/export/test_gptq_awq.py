@@ -131,3 +131,14 @@ def test_write_time_refusal(tmp_path):
     with pytest.raises(ar_export.ExportError, match="auto_awq"):
         ar_export.save(qmodel, model, None, tmp_path / "awq", "auto_awq")
     assert isinstance(qmodel, QuantizedModel) and not (tmp_path / "awq").exists()
+
+
+@pytest.mark.parametrize("arch", ["opt", "gpt2", "qwen2"])
+def test_gptq_other_architectures(arch, tmp_path):
+    """Biases (OPT, Qwen2) and GPT-2's transposed Conv1D weights survive the round trip."""
+    model = tiny_model(arch)
+    qmodel = quantize_model(model, "W4A16G64")
+    ar_export.save(qmodel, model, None, tmp_path, "auto_gptq")
+    fresh = load_dequantized(tmp_path, tiny_model(arch, seed=5),
+                             lambda t, n: gptq_dequant(t, n, 4, qmodel.layers[n].shape[1]))
+    assert rel_diff(logits(fresh, IDS), logits(model, IDS)) < 1e-6
