@@ -22,6 +22,11 @@ def main() -> None:
     p.add_argument("--out", type=int, default=14336)
     p.add_argument("--bits", type=int, default=4)
     p.add_argument("--group", type=int, default=128)
+    p.add_argument("--block-n", type=int, nargs="+", default=[64, 128, 256])
+    p.add_argument("--block-k", type=int, nargs="+", default=[64, 128])
+    p.add_argument("--split", type=int, nargs="+", default=[1024, 2048, 4096])
+    p.add_argument("--warps", type=int, nargs="+", default=[2, 4])
+    p.add_argument("--stages", type=int, nargs="+", default=[2, 4])
     a = p.parse_args()
     dt = torch.bfloat16
     tri = build_layer(TritonIntLinear, a.inp, a.out, a.bits, a.group, dt)
@@ -33,8 +38,8 @@ def main() -> None:
     timer = Timer(30, 5)
     base = timer(lambda: torch.matmul(x, w))
     rows = []
-    for fast, bn, bk, split, warps, stages in itertools.product((False, True), (64, 128, 256), (64, 128),
-                                                                (1024, 2048, 4096), (2, 4), (2, 4)):
+    for fast, bn, bk, split, warps, stages in itertools.product((False, True), a.block_n, a.block_k, a.split,
+                                                                a.warps, a.stages):
         cfg = dict(fast=fast, block_n=bn, block_k=bk, split_target=split, num_warps=warps, stages=stages)
         f = functools.partial(k.int_gemv, x, tri.qweight, tri.scales, tri.zeros, a.bits, a.group, a.out, **cfg)
         try:
