@@ -6,12 +6,15 @@ supported architecture writes the hyper-parameters its loader reads.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ExportError
+
+log = logging.getLogger("ar")
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class ArchInfo:
     permute_qk: bool = False  # llama.cpp stores q/k rows of llama-style rope interleaved per head
     norm_plus_one: bool = False  # Gemma's RMSNorm multiplies by (1 + w); GGUF stores 1 + w
     head_dims: bool = False  # write attention.key_length / value_length
+    space_runs_user_defined: bool = False  # Gemma's SentencePiece model: runs of spaces are user pieces
 
 
 ARCHS: dict[str, ArchInfo] = {
@@ -29,8 +33,8 @@ ARCHS: dict[str, ArchInfo] = {
     "mistral": ArchInfo("llama", permute_qk=True),
     "qwen2": ArchInfo("qwen2"),
     "qwen3": ArchInfo("qwen3", head_dims=True),
-    "gemma3_text": ArchInfo("gemma3", norm_plus_one=True, head_dims=True),
-    "gemma3": ArchInfo("gemma3", norm_plus_one=True, head_dims=True),
+    "gemma3_text": ArchInfo("gemma3", norm_plus_one=True, head_dims=True, space_runs_user_defined=True),
+    "gemma3": ArchInfo("gemma3", norm_plus_one=True, head_dims=True, space_runs_user_defined=True),
 }
 
 # token types of tokenizer.ggml.token_type
@@ -73,9 +77,26 @@ def write_arch(w: Any, config: Any, info: ArchInfo, name: str) -> None:
     if info.head_dims:
         w.add_key_length(head_dim(cfg))
         w.add_value_length(head_dim(cfg))
+    _write_rope_scaling(w, cfg)
     window = getattr(cfg, "sliding_window", None)
     if window and info.gguf_arch in ("gemma3", "llama"):
         w.add_sliding_window(int(window))
+
+
+def _write_rope_scaling(w: Any, cfg: Any) -> None:
+    """Linear and YaRN rope scaling become keys; Llama 3's frequency table (a ``rope_freqs``
+    tensor in llama.cpp files) is not written yet, which only matters past the original context."""
+    import gguf
+
+    rs = getattr(cfg, "rope_scaling", None) or {}
+    kind = rs.get("rope_type", rs.get("type")) if isinstance(rs, dict) else None
+    if kind in ("linear", "yarn") and rs.get("factor"):
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR if kind == "linear" else gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(float(rs["factor"]))
+        if kind == "yarn" and rs.get("original_max_position_embeddings"):
+            w.add_rope_scaling_orig_ctx_len(int(rs["original_max_position_embeddings"]))
+    elif kind not in (None, "default"):
+        log.warning("gguf: rope scaling %r is not written; llama.cpp will use plain rope", kind)
 
 
 def _rope_theta(cfg: Any) -> float | None:
@@ -101,7 +122,7 @@ def write_tokenizer(w: Any, tokenizer: Any, config: Any, info: ArchInfo) -> None
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model = spec.get("model", {})
     spm = bool(model.get("byte_fallback"))
-    tokens, scores, types = _vocab(tokenizer, spec, n_vocab, spm)
+    tokens, scores, types = _vocab(tokenizer, spec, n_vocab, spm, spm and info.space_runs_user_defined)
     w.add_tokenizer_model("llama" if spm else "gpt2")
     w.add_tokenizer_pre(_pre_name(info, spm))
     w.add_token_list(tokens)
@@ -121,12 +142,13 @@ def _pre_name(info: ArchInfo, spm: bool) -> str:
     return {"qwen2": "qwen2", "qwen3": "qwen2", "llama": "llama-bpe"}.get(info.gguf_arch, "default")
 
 
-def _vocab(tokenizer: Any, spec: dict[str, Any], n_vocab: int, spm: bool
+def _vocab(tokenizer: Any, spec: dict[str, Any], n_vocab: int, spm: bool, space_runs: bool = False
            ) -> tuple[list[str], list[float], list[int]]:
     """Tokens by id, padded to the model's vocab size with unused ``[PAD<i>]`` entries.
 
     SentencePiece-style scores rank the normal pieces by id (-0, -1, -2, ...), which is the
     merge priority of a BPE model; added and special tokens score -1000 as in llama.cpp files.
+    ``space_runs``: pieces made only of 2+ "▁" are user-defined runs of spaces (Gemma's model).
     """
     by_id = {i: t for t, i in tokenizer.get_vocab().items()}
     added = {a["id"]: a for a in spec.get("added_tokens", [])}
@@ -142,6 +164,10 @@ def _vocab(tokenizer: Any, spec: dict[str, Any], n_vocab: int, spm: bool
         tokens.append(tok)
         if i in added:
             types.append(CONTROL if added[i].get("special") else USER_DEFINED)
+            scores.append(-1000.0)
+        elif space_runs and len(tok) > 1 and set(tok) == {"\u2581"}:
+            tokens[-1] = " " * len(tok)
+            types.append(USER_DEFINED)
             scores.append(-1000.0)
         elif spm and len(tok) == 6 and tok.startswith("<0x") and tok.endswith(">"):
             types.append(BYTE)
