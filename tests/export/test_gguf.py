@@ -8,10 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from ar_export import ExportError, get_exporter, save
-from ar_schemes import (QuantizedLayer, QuantizedModel, get_scheme, ggml_scheme, gguf_layer_schemes,
-                        gguf_tensor_type, quantize)
+from ar_schemes import (
+    QuantizedLayer,
+    QuantizedModel,
+    get_scheme,
+    ggml_scheme,
+    gguf_layer_schemes,
+    gguf_tensor_type,
+    quantize,
+)
 from ar_schemes.gguf_rules import FILE_TYPES, layer_index, tensor_role
 from conftest import DATA_DIR, tiny_config, tiny_tokenizer
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from ar_schemes import (GGML_TYPES, QuantizedLayer, get_quantizer, get_scheme, ggml_scheme, gguf_layer_schemes,
-                        gguf_tensor_type, quantize, search_kquant_params)
+from ar_schemes import (
+    GGML_TYPES,
+    QuantizedLayer,
+    get_quantizer,
+    get_scheme,
+    ggml_scheme,
+    gguf_layer_schemes,
+    gguf_tensor_type,
+    quantize,
+    search_kquant_params,
+)
 
 gguf = pytest.importorskip("gguf")
 K_TYPES = ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k"]

@@ -16,10 +16,18 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from ar_kernels.packing import gguf as ggml_pack
-from ar_schemes import (QuantizedLayer, QuantizedModel, QuantScheme, SchemeError, ggml_scheme, ggml_type,
-                        gguf_tensor_type, quantize, tensor_role)
+from ar_schemes import (
+    QuantizedLayer,
+    QuantizedModel,
+    QuantScheme,
+    SchemeError,
+    ggml_scheme,
+    ggml_type,
+    gguf_tensor_type,
+    quantize,
+    tensor_role,
+)
 from ar_schemes.gguf_rules import FILE_TYPES, base_type, layer_index
 
 from ..base import Exporter, register_format

@@ -27,7 +27,16 @@ from torch import Tensor
 
 from ..errors import SchemeError, choices_error
 from ..scheme import QuantScheme
-from .base import QuantResult, Quantizer, expand_groups, fp16_ste, from_groups, register_dtype, round_ste, to_groups
+from .base import (
+    Quantizer,
+    QuantResult,
+    expand_groups,
+    fp16_ste,
+    from_groups,
+    register_dtype,
+    round_ste,
+    to_groups,
+)
 
 QK_K = 256  # weights per k-quant super-block
 
