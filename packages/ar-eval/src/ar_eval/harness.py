@@ -111,7 +111,7 @@ def _check_tasks(manager: Any, names: list[str]) -> None:
     known = set(manager.all_tasks)
     unknown = [n for n in names if n not in known and not Path(n).is_file()]
     if unknown:
-        local = sorted(n for n in known if n.startswith("wikitext2"))
+        local = sorted(_manager((str(TASKS_DIR),), False).all_tasks)
         raise EvalError(f"unknown lm-eval task(s) {unknown}; run `lm-eval ls tasks` for all names "
                         f"(offline tasks shipped with ar-eval: {local}; add your own with include_path)")
 
