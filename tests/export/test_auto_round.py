@@ -135,3 +135,18 @@ def test_reference_loads_mx(scheme, tmp_path):
 def test_refuses_what_the_reference_cannot_load(scheme, words):
     msg = ar_export.get_exporter("auto_round").check("x", get_scheme(scheme))
     assert msg and all(w in msg for w in words), msg
+
+
+def test_reference_loads_gpt2_conv1d_with_a_skipped_layer(tmp_path):
+    model = tiny_model("gpt2", hidden=128)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    qmodel = quantize_model(model, "W4A16", ignore=("lm_head", "h.1.mlp.c_proj"))
+    ar_export.save(qmodel, model, tiny_tokenizer(), tmp_path, "auto_round")
+    qc = json.loads((tmp_path / "config.json").read_text())["quantization_config"]
+    assert qc["block_name_to_quantize"] == ["transformer.h"]
+    assert qc["extra_config"]["transformer.h.1.mlp.c_proj"]["bits"] == 16
+    ref = _load_reference(tmp_path)
+    assert type(ref.transformer.h[0].attn.c_attn).__module__.startswith("auto_round")
+    assert rel_diff(logits(ref, IDS), logits(model, IDS)) < 1e-5

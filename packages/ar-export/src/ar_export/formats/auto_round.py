@@ -35,6 +35,7 @@ from .safetensors_io import (
     block_prefixes,
     compress_to_regex,
     in_blocks,
+    is_linear,
     model_dtype,
     refuse_unwritable,
     write_checkpoint,
@@ -78,7 +79,7 @@ def layer_overrides(qmodel: QuantizedModel, model: Any) -> dict[str, dict[str, A
             extra[name] = diff
     for name in skipped_in_blocks(qmodel, model):
         extra[name] = {"bits": 16, "data_type": "float", "act_bits": 16}
-    linears = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    linears = [n for n, m in model.named_modules() if is_linear(m)]
     return compress_to_regex(extra, prefixes, linears)
 
 
@@ -104,7 +105,7 @@ def fp_layer_tensors(layer: QuantizedLayer, dtype: torch.dtype) -> dict[str, Ten
 
 @register_format("auto_round")
 class AutoRoundExporter(Exporter):
-    """int 2-8 bit (sym or asym), MXFP4/8, NVFP4 and FP8, with per-layer overrides."""
+    """int 2-8 bit (sym or asym) and MXFP4 / MXFP8, with per-layer and regex overrides."""
 
     def check(self, layer: str, scheme: QuantScheme) -> str | None:
         dt = scheme.data_type

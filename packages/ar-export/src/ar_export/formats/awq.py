@@ -22,6 +22,7 @@ from .safetensors_io import (
     block_prefixes,
     fp16_scales,
     in_blocks,
+    is_linear,
     model_dtype,
     refuse_unwritable,
     write_checkpoint,
@@ -71,7 +72,7 @@ class AWQExporter(Exporter):
         d = qmodel.default_scheme
         prefixes = block_prefixes(qmodel)
         not_converted = [n for n, m in model.named_modules()
-                         if isinstance(m, torch.nn.Linear) and n not in qmodel.layers and in_blocks(n, prefixes)]
+                         if is_linear(m) and n not in qmodel.layers and in_blocks(n, prefixes)]
         qconfig: dict[str, Any] = {
             "quant_method": "awq", "version": "gemm", "bits": 4, "group_size": d.group_size,
             "zero_point": True, "modules_to_not_convert": not_converted or None,

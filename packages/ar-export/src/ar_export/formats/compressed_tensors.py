@@ -25,7 +25,7 @@ from torch import Tensor
 from ..base import Exporter, register_format
 from ..errors import ExportError
 from .fused import fused_group_problems
-from .safetensors_io import model_dtype, refuse_unwritable, write_checkpoint
+from .safetensors_io import is_linear, model_dtype, refuse_unwritable, write_checkpoint
 
 
 def _strategy(scheme: QuantScheme) -> dict[str, Any]:
@@ -152,7 +152,7 @@ def ct_config(qmodel: QuantizedModel, model: Any) -> dict[str, Any]:
                                 "input_activations": _input_args(scheme), "output_activations": None,
                                 "format": ct_format(scheme)}
     formats = {g["format"] for g in groups.values()}
-    ignore = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n not in qmodel.layers]
+    ignore = [n for n, m in model.named_modules() if is_linear(m) and n not in qmodel.layers]
     return {"quant_method": "compressed-tensors", "format": formats.pop() if len(formats) == 1 else "mixed-precision",
             "quantization_status": "compressed", "config_groups": groups, "ignore": ignore,
             "kv_cache_scheme": None, "global_compression_ratio": None}

@@ -25,6 +25,7 @@ from .safetensors_io import (
     compress_to_regex,
     fp16_scales,
     in_blocks,
+    is_linear,
     model_dtype,
     refuse_unwritable,
     write_checkpoint,
@@ -87,7 +88,7 @@ def skipped_in_blocks(qmodel: QuantizedModel, model: Any) -> list[str]:
     """Linear layers inside the quantized blocks that stayed 16-bit (a loader must not swap them)."""
     prefixes = block_prefixes(qmodel)
     return [n for n, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and n not in qmodel.layers and in_blocks(n, prefixes)]
+            if is_linear(m) and n not in qmodel.layers and in_blocks(n, prefixes)]
 
 
 @register_format("auto_gptq")

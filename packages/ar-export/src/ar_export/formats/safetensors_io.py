@@ -27,6 +27,11 @@ _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
+def is_linear(module: torch.nn.Module) -> bool:
+    """A layer the exporters may quantize: ``nn.Linear`` or GPT-2's transposed ``Conv1D``."""
+    return isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
+
+
 def model_dtype(model: Any) -> torch.dtype:
     return next(model.parameters()).dtype
 
