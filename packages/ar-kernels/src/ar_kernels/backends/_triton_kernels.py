@@ -213,8 +213,8 @@ def int_gemm(x: Tensor, qweight: Tensor, scales: Tensor, zeros: Tensor, bias: Te
     return out
 
 
-# best of benchmarks/gemv_sweep.py on an H100 (4096 x 14336, W4 g128, bf16): ~33 us exact, ~27 us fast
-GEMV_DEFAULTS = {"block_n": 128, "block_k": 64, "split_target": 4096, "num_warps": 2, "stages": 4}
+# best of benchmarks/gemv_sweep.py on an H100 (4096 x 14336, W4 g128, bf16): ~31.5 us exact, ~26 us fast
+GEMV_DEFAULTS = {"block_n": 256, "block_k": 32, "split_target": 4096, "num_warps": 2, "stages": 2}
 
 
 def int_gemv(x: Tensor, qweight: Tensor, scales: Tensor, zeros: Tensor, bits: int, group: int, n: int,
