@@ -75,3 +75,23 @@ def test_gemma_w4a16_generates_fake_quant_tokens(gemma_path: Path, tmp_path: Pat
         got = q.generate(**ids, max_new_tokens=20, do_sample=False)
     assert got.shape[1] == want.shape[1] == ids.input_ids.shape[1] + 20
     assert torch.equal(got, want), (tok.decode(got[0]), tok.decode(want[0]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_load_on_cuda_picks_triton(tmp_path: Path) -> None:
+    """On a GPU with triton installed, 4-bit layers run the triton backend; logits stay close."""
+    pytest.importorskip("triton")
+    from ar_kernels import TritonIntLinear
+    model = _bf16("qwen2", tmp_path)
+    qmodel = fake_quantize(model, "W4A16")
+    ar_export.save(qmodel, model, tiny_tokenizer(), tmp_path / "q", "auto_round")
+    q = ar_kernels.load(tmp_path / "q", device="cuda")
+    assert sum(isinstance(m, TritonIntLinear) for m in q.modules()) == len(qmodel.layers)
+    ids = torch.randint(3, 250, (2, 16), generator=torch.Generator().manual_seed(0)).cuda()
+    with torch.no_grad():
+        want = model.cuda()(ids).logits.float()
+        got = q(ids).logits.float()
+        assert float((got - want).norm() / want.norm()) < 1e-2
+        out = q.generate(ids[:1, :4], max_new_tokens=8, do_sample=False)  # decode: the split-K GEMV
+    assert out.shape == (1, 12)
