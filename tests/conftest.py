@@ -90,3 +90,12 @@ def gemma_dir() -> Path:
 @pytest.fixture(scope="session")
 def gemma_path() -> Path:
     return gemma_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A saved tiny Llama with a word-level tokenizer."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tiny_model("llama", layers=2).save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path

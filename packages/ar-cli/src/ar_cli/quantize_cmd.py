@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ar_schemes import ArError, get_scheme
+from ar_schemes import ArError, get_scheme, resolve_layer_schemes
 
 from .models import check_model_arg, resolve_model
 
@@ -72,7 +72,9 @@ def build_plan(args: argparse.Namespace) -> dict[str, Any]:
     flags = {k: getattr(args, k) for k in ("iters", "lr", "minmax_lr", "nsamples", "seqlen", "batch_size",
                                            "gradient_accumulate_steps") if getattr(args, k) is not None}
     opts.update(flags)
-    opts.update(seed=args.seed, layer_config=_layer_config(args.layer_config), ignore_layers=args.ignore_layers,
+    layer_config = _layer_config(args.layer_config)
+    resolve_layer_schemes([], scheme, layer_config)  # every value parsed now, before loading
+    opts.update(seed=args.seed, layer_config=layer_config, ignore_layers=args.ignore_layers,
                 quant_lm_head=args.quant_lm_head, not_use_best_mse=args.not_use_best_mse,
                 enable_minmax_tuning=not args.disable_minmax_tuning,
                 enable_quanted_input=not args.disable_quanted_input, low_gpu_mem_usage=args.low_gpu_mem_usage,
