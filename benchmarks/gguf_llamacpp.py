@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ar_export import save
 from gguf_gemma_ppl import TEXT, rtn_gguf, windows_of
 from transformers import AutoModelForCausalLM, AutoTokenizer
-
-from ar_export import save
 
 
 def llama_cpp_ppl(path: Path, windows: list[torch.Tensor], threads: int = 2) -> float:
@@ -31,9 +30,8 @@ def llama_cpp_ppl(path: Path, windows: list[torch.Tensor], threads: int = 2) -> 
         ids = w.tolist()
         llm.reset()
         llm.eval(ids)
-        logits = np.asarray(llm.scores[: n - 1], dtype=np.float64)  # (n - 1, vocab): predicts ids[1:]
-        logz = logits.max(-1) + np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1))
-        nll.append(float((logz - logits[np.arange(n - 1), ids[1:]]).mean()))
+        logits = torch.from_numpy(np.asarray(llm.scores[: n - 1], dtype=np.float32))  # (n - 1, vocab)
+        nll.append(torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:])).item())
     return math.exp(sum(nll) / len(nll))
 
 

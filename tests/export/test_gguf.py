@@ -10,15 +10,17 @@ import pytest
 import torch
 from ar_export import ExportError, get_exporter, save
 from ar_schemes import (
+    GGUF_FILE_TYPES,
     QuantizedLayer,
     QuantizedModel,
     get_scheme,
     ggml_scheme,
     gguf_layer_schemes,
     gguf_tensor_type,
+    layer_index,
     quantize,
+    tensor_role,
 )
-from ar_schemes.gguf_rules import FILE_TYPES, layer_index, tensor_role
 from conftest import DATA_DIR, tiny_config, tiny_tokenizer
 
 gguf = pytest.importorskip("gguf")
@@ -66,7 +68,7 @@ def unpermute(x: np.ndarray, heads: int) -> np.ndarray:
     return x[np.argsort(idx)]
 
 
-CASES = [("qwen3", ft) for ft in FILE_TYPES] + [("llama", ft) for ft in ("q4_k_m", "q2_k_s", "q3_k_l", "q4_1", "q8_0")]
+CASES = [("qwen3", ft) for ft in GGUF_FILE_TYPES] + [("llama", ft) for ft in ("q4_k_m", "q2_k_s", "q3_k_l", "q4_1", "q8_0")]
 
 
 @pytest.mark.parametrize("arch, ft", CASES)

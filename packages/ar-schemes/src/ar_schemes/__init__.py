@@ -11,7 +11,8 @@ from .dtypes import (QuantResult, Quantizer, get_quantizer, register_dtype, regi
 
 # GGUF: ggml block types, llama.cpp's per-tensor type mixes, importance-weighted scale search
 from .dtypes.gguf import GGML_TYPES, ggml_scheme, ggml_type
-from .gguf_rules import gguf_layer_schemes, gguf_tensor_type, tensor_role
+from .gguf_rules import FILE_TYPES as GGUF_FILE_TYPES
+from .gguf_rules import gguf_layer_schemes, gguf_tensor_type, layer_index, tensor_role
 from .gguf_search import search_kquant_params
 
 # layer selection and the hand-off record
@@ -45,7 +46,8 @@ __all__ = [
     "qdq", "quantize", "QuantResult", "Quantizer", "get_quantizer", "register_dtype", "registered_dtypes",
     "scale_shape", "to_groups", "from_groups", "round_ste",
     # gguf
-    "GGML_TYPES", "ggml_scheme", "ggml_type", "gguf_layer_schemes", "gguf_tensor_type", "tensor_role",
+    "GGML_TYPES", "GGUF_FILE_TYPES", "ggml_scheme", "ggml_type", "gguf_layer_schemes", "gguf_tensor_type",
+    "layer_index", "tensor_role",
     "search_kquant_params",
     # layers
     "resolve_layer_schemes", "key_matches", "QuantizedLayer", "QuantizedModel",

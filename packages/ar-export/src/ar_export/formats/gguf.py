@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from ar_kernels.packing import gguf as ggml_pack
 from ar_schemes import (
+    GGUF_FILE_TYPES,
     QuantizedLayer,
     QuantizedModel,
     QuantScheme,
@@ -25,10 +26,10 @@ from ar_schemes import (
     ggml_scheme,
     ggml_type,
     gguf_tensor_type,
+    layer_index,
     quantize,
     tensor_role,
 )
-from ar_schemes.gguf_rules import FILE_TYPES, base_type, layer_index
 
 from ..base import Exporter, register_format
 from ..errors import ExportError
@@ -43,11 +44,9 @@ class GGUFExporter(Exporter):
 
     def __init__(self, fmt: str = "gguf:q4_k_m") -> None:
         _, _, ft = fmt.partition(":")
-        try:
-            base_type(ft)
-        except SchemeError as e:
+        if ft.lower() not in GGUF_FILE_TYPES:
             raise ExportError(f"format {fmt!r}: give the GGUF type as gguf:<type>, one of "
-                              f"{', '.join('gguf:' + t for t in FILE_TYPES)}") from e
+                              f"{', '.join('gguf:' + t for t in GGUF_FILE_TYPES)}")
         self.file_type = ft.lower()
 
     def check(self, layer: str, scheme: QuantScheme) -> str | None:
