@@ -21,8 +21,25 @@ from gguf_gemma_ppl import TEXT, rtn_gguf, windows_of
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
+def _no_extra_buffers() -> None:
+    """Load weights without ggml's extra CPU buffer types: its AMX path faults in sandboxes that
+    do not grant AMX tile permission (seen here: general protection fault in ggml_backend_amx_mul_mat)."""
+    import llama_cpp.llama_cpp as lc
+    default = lc.llama_model_default_params
+    if getattr(default, "_ar_patched", False):
+        return
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+    params._ar_patched = True  # type: ignore[attr-defined]
+    lc.llama_model_default_params = params
+
+
 def llama_cpp_ppl(path: Path, windows: list[torch.Tensor], threads: int = 2) -> float:
     from llama_cpp import Llama
+    _no_extra_buffers()
     n = len(windows[0])
     llm = Llama(model_path=str(path), n_ctx=n, n_batch=n, logits_all=True, verbose=False, n_threads=threads)
     nll = []
