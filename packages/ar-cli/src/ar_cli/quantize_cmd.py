@@ -80,7 +80,7 @@ def build_plan(args: argparse.Namespace) -> dict[str, Any]:
                 quant_lm_head=args.quant_lm_head, not_use_best_mse=args.not_use_best_mse,
                 enable_minmax_tuning=not args.disable_minmax_tuning,
                 enable_quanted_input=not args.disable_quanted_input, low_gpu_mem_usage=args.low_gpu_mem_usage,
-                device=args.device, enable_torch_compile=args.enable_torch_compile,
+                device=args.device, enable_torch_compile=True if args.enable_torch_compile else None,
                 enable_deterministic_algorithms=args.enable_deterministic_algorithms, adam=args.adam,
                 amp=False if args.disable_amp else None, resume=args.resume,
                 work_dir=str(Path(args.output_dir).resolve().with_name(Path(args.output_dir).name + ".ar-work")))

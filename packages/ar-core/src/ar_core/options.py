@@ -29,7 +29,7 @@ class QuantizeOptions:
     low_gpu_mem_usage: bool = False
     device: str = "cpu"
     device_map: Any = None
-    enable_torch_compile: bool = False
+    enable_torch_compile: bool | None = None  # None: on for CUDA, off elsewhere (compile time dominates)
     enable_deterministic_algorithms: bool = False
     adam: bool = False
     amp: bool | None = None  # None: bf16 autocast where the device computes bf16 fast
@@ -55,7 +55,8 @@ class QuantizeOptions:
         bad = sorted(set(options) - names)
         if bad:
             raise QuantizeError(f"unknown option(s) {bad}; valid options: {sorted(names)}")
-        return cls(**{k: v for k, v in options.items() if v is not None or k in ("lr", "minmax_lr", "amp")})
+        return cls(**{k: v for k, v in options.items() if v is not None or k in ("lr", "minmax_lr", "amp",
+                                                                                 "enable_torch_compile")})
 
     def record(self) -> dict[str, Any]:
         """Options worth writing into a checkpoint's config (no paths, no devices)."""

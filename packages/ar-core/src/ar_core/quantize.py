@@ -212,7 +212,8 @@ def _tune(block: nn.Module, targets: list[tuple[Target, QuantScheme]], importanc
     cfg = TuneConfig(iters=opts.iters, lr=opts.lr, minmax_lr=opts.minmax_lr, batch_size=opts.batch_size,
                      gradient_accumulate_steps=opts.gradient_accumulate_steps,
                      enable_minmax_tuning=opts.enable_minmax_tuning, not_use_best_mse=opts.not_use_best_mse,
-                     adam=opts.adam, amp=amp, seed=opts.seed)
+                     adam=opts.adam, amp=amp, seed=opts.seed,
+                     compile=device.type == "cuda" if opts.enable_torch_compile is None else opts.enable_torch_compile)
     with torch.enable_grad():
         st = tune_block(block, learnables, x, y, kwargs, cfg, device, block_seed=opts.seed * 100_003 + index)
     with torch.no_grad():

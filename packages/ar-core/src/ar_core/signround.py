@@ -43,6 +43,7 @@ class TuneConfig:
     adam: bool = False
     amp: bool = True
     seed: int = 42
+    compile: bool = False  # fuse each weight's quantize-dequantize (forward and backward) with torch.compile
 
 
 @dataclass
@@ -62,6 +63,24 @@ class Learnables:
     def quantize(self) -> QuantResult:
         return quantize(self.weight, self.scheme, self.v, self.min_scale, self.max_scale)
 
+    def dequant(self, compiled: bool) -> Tensor:
+        """The quantize-dequantized weight (rows, in), fp32; fused into few kernels when ``compiled``."""
+        if not compiled:
+            return self.quantize().dequant
+        return _compiled_qdq(self.scheme)(self.weight, self.v, self.min_scale, self.max_scale)
+
+
+_COMPILED: dict[QuantScheme, Any] = {}
+
+
+def _compiled_qdq(scheme: QuantScheme) -> Any:
+    """One compiled quantize-dequantize per scheme (shapes specialise inside torch.compile)."""
+    if scheme not in _COMPILED:
+        def qdq(w: Tensor, v: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+            return quantize(w, scheme, v, lo, hi).dequant
+        _COMPILED[scheme] = torch.compile(qdq, dynamic=False)
+    return _COMPILED[scheme]
+
 
 @dataclass
 class TuneStats:
@@ -79,7 +98,8 @@ def make_learnables(target: Target, scheme: QuantScheme, clip: Tensor, device: t
 
 
 @contextmanager
-def quantized_forward(learnables: list[Learnables], compute_dtype: torch.dtype) -> Iterator[None]:
+def quantized_forward(learnables: list[Learnables], compute_dtype: torch.dtype, compiled: bool = False
+                      ) -> Iterator[None]:
     """While active, each target's module computes with its quantize-dequantized weight."""
     handles, saved = [], []
     for lp in learnables:
@@ -87,7 +107,7 @@ def quantized_forward(learnables: list[Learnables], compute_dtype: torch.dtype) 
         saved.append((mod, attr, mod._parameters.pop(attr)))
 
         def hook(module: torch.nn.Module, args: Any, lp: Learnables = lp, attr: str = attr) -> None:
-            dq = lp.quantize().dequant.to(compute_dtype)
+            dq = lp.dequant(compiled).to(compute_dtype)
             setattr(module, attr, lp.target.to_layout(dq))
         handles.append(mod.register_forward_pre_hook(hook))
     try:
@@ -134,7 +154,7 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
     compute_dtype = torch.bfloat16 if cfg.amp else next(block.parameters()).dtype
     best_loss, best_iter, first_loss = float("inf"), 0, float("nan")
     best_state = _snapshot(learnables)
-    with quantized_forward(learnables, compute_dtype):
+    with quantized_forward(learnables, compute_dtype, cfg.compile):
         for it in range(iters):
             loss_sum = 0.0
             for _ in range(ga):
