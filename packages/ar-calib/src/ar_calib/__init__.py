@@ -13,6 +13,7 @@ from .spec import DatasetEntry, format_dataset_spec, parse_dataset_spec
 from .loader import load_samples, validate_dataset_spec
 from .hub import DEFAULT_DATASET
 from .sources import embedded_corpus_path
+from . import builtin as _builtin  # noqa: F401  (registers the shipped datasets)
 
 # named datasets
 from .registry import register_dataset, registered_datasets, unregister_dataset
