@@ -42,3 +42,15 @@ def test_quantize_tiny_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert cfg["quantization_config"]["quant_method"] == "auto-round"
     assert (out / "fake" / "config.json").exists()
     assert not (tmp_path / "q.ar-work").exists()
+
+
+def test_quantize_with_dataset_mixture(tiny_model_dir, tmp_path, capsys):
+    """`--dataset "<file.txt>,<file.jsonl>:num=4"` end to end."""
+    (tmp_path / "a.txt").write_text(" ".join(f"t{(i * 7) % 250}" for i in range(4000)))
+    rows = [json.dumps({"text": " ".join(f"t{(i * k + 3) % 250}" for i in range(40))}) for k in range(10)]
+    (tmp_path / "b.jsonl").write_text("\n".join(rows) + "\n")
+    spec = f"{tmp_path / 'a.txt'},{tmp_path / 'b.jsonl'}:num=4"
+    rc = main(["quantize", "--model", str(tiny_model_dir), "--iters", "1", "--nsamples", "8", "--seqlen", "32",
+               "--batch_size", "4", "--dataset", spec, "--format", "fake", "--output_dir", str(tmp_path / "q")])
+    assert rc == 0
+    assert "quantized 14 layers" in capsys.readouterr().out
