@@ -1,8 +1,8 @@
 """The shipped calibration dataset works offline by name."""
 import torch
+from conftest import tiny_tokenizer
 
 import ar_calib
-from conftest import tiny_tokenizer
 
 
 def test_wikitext2_calib_by_name_is_the_embedded_stream():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ar_calib import load_samples
 from ar_calib import loader as loader_mod
 

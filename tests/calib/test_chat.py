@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from ar_calib import CalibError, load_samples
 
 from .util import chat_tokenizer, words, write_jsonl

@@ -8,6 +8,7 @@ import time
 import types
 
 import pytest
+
 from ar_calib import DEFAULT_DATASET, CalibError, load_samples
 from ar_calib import hub as hub_mod
 from ar_calib import sources as sources_mod

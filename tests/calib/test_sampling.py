@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ar_calib import CalibError, DatasetEntry, load_samples
 
 from .util import words, write_jsonl

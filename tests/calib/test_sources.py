@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+
 from ar_calib import CalibError, load_samples, register_dataset, unregister_dataset, validate_dataset_spec
 
 from .util import bos_tokenizer, words, write_jsonl

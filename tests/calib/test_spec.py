@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from ar_calib import CalibError, DatasetEntry, format_dataset_spec, parse_dataset_spec
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from ar_calib import CalibError, DatasetEntry, format_dataset_spec, parse_dataset_spec
 
 
 def test_entries_and_every_option():

@@ -2,15 +2,16 @@
 quantizer's codes, zero points and scales bit for bit (float64 reference of tests/schemes too)."""
 from __future__ import annotations
 
-import ar_export
 import pytest
 import torch
-from ar_kernels.packing import awq, compressed, fp4, gptq
-from ar_schemes import get_scheme, quantize
 from conftest import tiny_model
 from export.qmodels import quantize_model
 from export.readers import load_tensors
 from schemes.reference import int_ref
+
+import ar_export
+from ar_kernels.packing import awq, compressed, fp4, gptq
+from ar_schemes import get_scheme, quantize
 
 INT_CASES = [("auto_round", "W4A16"), ("auto_round", "W2A16G64"), ("auto_round", "W8A16"),
              ("auto_round", {"scheme": "W3A16", "sym": False}), ("auto_round", {"scheme": "W4A16", "sym": False}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from ar_kernels.packing.gguf import BLOCK_SIZES, pack
 from ar_schemes import QuantizedLayer, ggml_scheme, quantize
 

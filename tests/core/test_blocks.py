@@ -1,9 +1,9 @@
 """Finding decoder blocks and weight targets in every supported architecture."""
 import pytest
 import torch
+from conftest import TINY_ARCHS, tiny_model
 
 from ar_core import find_blocks, find_targets
-from conftest import TINY_ARCHS, tiny_model
 
 EXPECTED_TARGETS = {"llama": 7, "qwen2": 7, "qwen3": 7, "mistral": 7, "gemma3": 7, "opt": 6, "phi3": 4, "gpt2": 4,
                     "qwen3_moe": 6}

@@ -1,10 +1,10 @@
 """RTN and optimized RTN end to end on tiny models of every architecture."""
 import pytest
 import torch
+from conftest import TINY_ARCHS, tiny_model
 
 from ar_core import find_targets, optimized_rtn, quantize, rtn
 from ar_schemes import get_scheme, qdq
-from conftest import TINY_ARCHS, tiny_model
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)

@@ -1,9 +1,9 @@
 """SignRound tuning: the tuned loss beats RTN, determinism, options, resume."""
 import pytest
 import torch
+from conftest import TINY_ARCHS, tiny_model
 
 from ar_core import QuantizeError, quantize
-from conftest import TINY_ARCHS, tiny_model
 
 
 def _samples(n=4, seq=32, seed=0):

@@ -6,8 +6,9 @@ import json
 import re
 
 import pytest
-from ar_cli import eval_cmd
 from conftest import tiny_model, tiny_tokenizer
+
+from ar_cli import eval_cmd
 
 TEXT = " ".join(f"t{(i * 11) % 256}" for i in range(200))
 

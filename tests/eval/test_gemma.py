@@ -4,8 +4,9 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from ar_eval import evaluate, load_model, perplexity
 from conftest import DATA_DIR, SHARED
+
+from ar_eval import evaluate, load_model, perplexity
 
 pytestmark = pytest.mark.slow
 TEXT = DATA_DIR / "wikitext2_eval.txt"

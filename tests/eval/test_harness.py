@@ -45,8 +45,9 @@ def _save_as_quantized(tmp_path):
 
 
 def test_quantized_checkpoint_goes_through_ar_kernels(tmp_path, monkeypatch):
-    import ar_kernels
     from transformers import AutoModelForCausalLM
+
+    import ar_kernels
 
     _save_as_quantized(tmp_path)
     calls = []

@@ -6,8 +6,9 @@ import math
 
 import pytest
 import torch
-from ar_eval import EvalError, PerplexityResult, load_text, perplexity
 from conftest import SHARED, tiny_model, tiny_tokenizer
+
+from ar_eval import EvalError, PerplexityResult, load_text, perplexity
 
 # a text over the tiny word-level vocabulary t0..t255, several windows of 16 tokens long
 TEXT = " ".join(f"t{(i * 37) % 256}" for i in range(7 * 16 + 5))

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import torch
+
 from ar_schemes import QuantizedLayer, QuantizedModel, get_scheme, quantize, resolve_layer_schemes
 
 

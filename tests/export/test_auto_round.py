@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 
-import ar_export
 import pytest
 import torch
-from ar_schemes import get_scheme
 from conftest import tiny_model, tiny_tokenizer
+
+import ar_export
+from ar_schemes import get_scheme
 
 from .qmodels import logits, quantize_model, rel_diff
 

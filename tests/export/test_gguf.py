@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import DATA_DIR, tiny_config, tiny_tokenizer
+
 from ar_export import ExportError, get_exporter, save
 from ar_schemes import (
     GGUF_FILE_TYPES,
@@ -21,7 +23,6 @@ from ar_schemes import (
     quantize,
     tensor_role,
 )
-from conftest import DATA_DIR, tiny_config, tiny_tokenizer
 
 gguf = pytest.importorskip("gguf")
 ARCH_ENUM = {"llama": "LLAMA", "qwen3": "QWEN3"}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
-import ar_export
 import pytest
 import torch
-from ar_schemes import QuantizedLayer, QuantizedModel, get_scheme, quantize
 from conftest import tiny_model, tiny_tokenizer
+
+import ar_export
+from ar_schemes import QuantizedLayer, QuantizedModel, get_scheme, quantize
 
 from .qmodels import logits, quantize_model, rel_diff
 from .readers import awq_dequant, gptq_dequant, load_dequantized, load_tensors

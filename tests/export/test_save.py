@@ -10,10 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-import ar_export
 import pytest
 import torch
 from conftest import tiny_model, tiny_tokenizer
+
+import ar_export
 
 from .qmodels import quantize_model
 from .readers import gptq_dequant, load_tensors

@@ -10,8 +10,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from ar_kernels.packing import awq, gptq
 from safetensors.torch import save_file
+
+from ar_kernels.packing import awq, gptq
 
 
 def quantize_to_checkpoint(model: torch.nn.Module, src: Path | None, out: Path, bits: int = 4, group: int = 128,

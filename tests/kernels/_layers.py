@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
+
 from ar_kernels import LayerDesc
 from ar_kernels.packing import awq, gptq
-from torch.nn import functional as F
 
 
 def random_int_layer(out: int, inp: int, bits: int, group: int, sym: bool, packing: str,

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import ar_kernels
 import pytest
 import torch
+
+import ar_kernels
 from ar_kernels import CheckpointError, TorchIntLinear
 
 from ._checkpoint import quantize_to_checkpoint

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import ar_kernels
 import pytest
 import torch
+
+import ar_kernels
 from ar_kernels import QuantLinear, TorchIntLinear
 
 ar_export = pytest.importorskip("ar_export")

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ar_kernels.packing import awq, compressed, fp4, gptq
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from ar_kernels.packing import awq, compressed, fp4, gptq
 
 
 def _u32(x: int) -> int:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import logging
 
-import ar_kernels
 import pytest
 import torch
+
+import ar_kernels
 from ar_kernels import BACKENDS, BackendError, BackendSpec, LayerDesc, register_backend, select_backend
 from ar_kernels.backends.torch import TorchIntLinear
 from ar_kernels.registry import _HINTED

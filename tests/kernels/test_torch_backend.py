@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ar_kernels import TorchIntLinear
 
 from ._layers import build, random_int_layer, reference

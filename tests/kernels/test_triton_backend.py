@@ -11,6 +11,7 @@ import os
 
 import pytest
 import torch
+
 from ar_kernels import TorchIntLinear, TritonIntLinear
 
 from ._layers import build, random_int_layer, rel_err

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ar_schemes import get_quantizer, get_scheme, quantize, scale_shape
 
 pytestmark = [pytest.mark.gpu,

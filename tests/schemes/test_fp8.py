@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ar_schemes import QuantScheme, get_quantizer, quantize, scale_shape
 
 from .reference import e4m3_all_values, fp8_ref

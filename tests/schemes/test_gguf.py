@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from ar_schemes import (
     GGML_TYPES,
     QuantizedLayer,

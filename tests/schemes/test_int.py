@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ar_schemes import QuantScheme, SchemeError, get_quantizer, quantize, scale_shape
 
 from .reference import int_ref

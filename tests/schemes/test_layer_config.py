@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ar_schemes import PRESETS, SchemeError, get_scheme, key_matches, resolve_layer_schemes
 
 W4 = PRESETS["W4A16"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+
 from ar_schemes.dtypes.minifloat import (
     E2M1,
     E4M3,

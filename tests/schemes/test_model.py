@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ar_schemes import PRESETS, QuantizedLayer, QuantizedModel, quantize
 
 CASES = ["W4A16", "W3A16G64", "MXFP4", "MXFP4_RCEIL", "MXFP8", "NVFP4", "FPW8A16", "FP8_STATIC", "FP8_BLOCK"]

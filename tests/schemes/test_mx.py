@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ar_schemes import QuantScheme, get_quantizer, quantize, scale_shape
 
 from .reference import E2M1_MAGS, e4m3_all_values, mx_ref

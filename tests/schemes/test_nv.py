@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ar_schemes import SchemeError, get_quantizer, get_scheme, quantize, scale_shape
 from ar_schemes.scheme import QuantScheme
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ar_schemes import PRESETS, QuantScheme, SchemeError, get_scheme, preset_names, qdq, quantize, scale_shape
 from ar_schemes.dtypes.minifloat import E2M1, E4M3, ulp
 

@@ -5,6 +5,9 @@ Example counts are kept small: the whole tests/schemes/ folder must stay well un
 from __future__ import annotations
 
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from ar_schemes import (
     DATA_TYPES,
     PRESETS,
@@ -14,8 +17,6 @@ from ar_schemes import (
     quantize,
     resolve_layer_schemes,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from .reference import E2M1_MAGS
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from ar_schemes import DATA_TYPES, PRESETS, QuantScheme, SchemeError
 
 

@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(model: str, args: argparse.Namespace) -> dict[str, Any]:
     import torch
+
     from ar_eval import evaluate_model
 
     ppl_text = default_ppl_text(args.ppl_text)

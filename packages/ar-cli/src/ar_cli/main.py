@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-
-import importlib
 
 from . import binutils  # nothing heavy before we know the call is ours: archive calls must stay fast
 

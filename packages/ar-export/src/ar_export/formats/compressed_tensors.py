@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
+
 from ar_kernels.packing import compressed, fp4
 from ar_schemes import QuantizedLayer, QuantizedModel, QuantScheme
-from torch import Tensor
 
 from ..base import Exporter, register_format
 from ..errors import ExportError

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from ar_kernels.packing import gguf as ggml_pack
 from ar_schemes import (
     GGUF_FILE_TYPES,

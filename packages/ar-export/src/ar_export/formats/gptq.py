@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
+
 from ar_kernels.packing import gptq as gptq_pack
 from ar_schemes import QuantizedLayer, QuantizedModel, QuantScheme
-from torch import Tensor
 
 from ..base import Exporter, register_format
 from ..errors import ExportError

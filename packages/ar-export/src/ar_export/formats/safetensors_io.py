@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from ar_schemes import QuantizedLayer, QuantizedModel
 from safetensors.torch import save_file
 from torch import Tensor
+
+from ar_schemes import QuantizedLayer, QuantizedModel
 
 from ..base import Exporter
 from ..errors import ExportError
