@@ -23,7 +23,7 @@ def test_rtn_fake_quantizes_every_block_weight(arch):
 
 
 def test_lm_head_quantized_when_asked_and_untied():
-    model = tiny_model("qwen2", tie_word_embeddings=False) if False else tiny_model("llama")
+    model = tiny_model("llama")
     model.config.tie_word_embeddings = False
     model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
     qmodel = quantize(model, None, "W4A16", None, iters=0, disable_opt_rtn=True, quant_lm_head=True)
