@@ -22,6 +22,7 @@ from .backends.hpu import HpuIntLinear
 
 # loading
 from .load import load, make_quant_linear, post_init_model, replace_linears
+from .verify import verify_checkpoint
 from .transformers import register_transformers_quantizer
 
 # errors
@@ -37,6 +38,7 @@ __all__ = [
     "TorchIntLinear", "TorchFloatLinear", "TritonIntLinear", "IpexIntLinear", "HpuIntLinear",
     # loading
     "load", "make_quant_linear", "replace_linears", "post_init_model", "register_transformers_quantizer",
+    "verify_checkpoint",
     # errors
     "ArError", "BackendError", "CheckpointError", "MissingDependencyError",
 ]

@@ -20,6 +20,7 @@ from torch import nn
 from .errors import CheckpointError
 from .plan import checkpoint_keys, layer_desc, normalize_config
 from .registry import LayerDesc, select_backend
+from .verify import verify_checkpoint
 
 logger = logging.getLogger("ar")
 
@@ -100,6 +101,8 @@ def load(path: str | Path, device: str | torch.device = "cpu", backend: str = "a
         from .errors import missing
         raise missing("transformers", "transformers") from exc
     from .transformers import ar_quantizer_installed
+    if Path(path).is_dir():
+        verify_checkpoint(path)
     config = AutoConfig.from_pretrained(path)
     qc = _read_quant_config(path, config)
     qc = {**normalize_config(qc), "quant_method": "auto-round", "backend": backend}
@@ -120,4 +123,4 @@ def _read_quant_config(path: str | Path, config: Any) -> dict[str, Any]:
     return qc if isinstance(qc, dict) else qc.to_dict()
 
 
-__all__ = ["load", "make_quant_linear", "replace_linears", "post_init_model", "checkpoint_keys"]
+__all__ = ["load", "make_quant_linear", "replace_linears", "post_init_model", "checkpoint_keys", "verify_checkpoint"]
