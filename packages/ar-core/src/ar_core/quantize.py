@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -178,12 +179,16 @@ def _quantize_block(block: nn.Module, targets: list[tuple[Target, QuantScheme]],
                     qmodel: QuantizedModel) -> tuple[Tensor | None, Tensor | None, dict[str, Any]]:
     device = torch.device(opts.device)
     stats: dict[str, Any] = {}
+    _check_finite_weights(targets)
     if fp_in is None:  # plain RTN: no data needed
         for t, s in targets:
             _record(t, s, rtn(t.weight2d().to(device), s), qmodel)
         return None, None, stats
     imatrix = _imatrix_hooks(targets)
     fp_out = _forward_all(block, fp_in, kwargs, opts, amp)
+    if not torch.isfinite(fp_out).all():
+        raise QuantizeError(f"block {index} of the full-precision model gives NaN/Inf activations on the "
+                            "calibration samples; check the model weights, or use --disable_amp if bf16 overflows")
     importance = {t.name: imatrix.pop(t.name, None) for t, _ in targets}
     for h in imatrix.pop("__handles__"):
         h.remove()
@@ -214,12 +219,50 @@ def _tune(block: nn.Module, targets: list[tuple[Target, QuantScheme]], importanc
                      enable_minmax_tuning=opts.enable_minmax_tuning, not_use_best_mse=opts.not_use_best_mse,
                      adam=opts.adam, amp=amp, seed=opts.seed,
                      compile=device.type == "cuda" if opts.enable_torch_compile is None else opts.enable_torch_compile)
-    with torch.enable_grad():
-        st = tune_block(block, learnables, x, y, kwargs, cfg, device, block_seed=opts.seed * 100_003 + index)
+    st = _tune_with_retries(block, learnables, x, y, kwargs, cfg, device, opts.seed * 100_003 + index)
+    if st.fell_back:
+        log.warning("block %d: tuning did not lower the loss over all samples (%.4g vs %.4g at the start); "
+                    "keeping the %s weights", index, st.tuned_loss, st.start_loss,
+                    "RTN" if opts.disable_opt_rtn else "optimized-RTN")
     with torch.no_grad():
         for lp in learnables:
             _record(lp.target, lp.scheme, lp.quantize(), qmodel)
-    return {"first_loss": st.first_loss, "best_loss": st.best_loss, "best_iter": st.best_iter}
+    return {"first_loss": st.first_loss, "best_loss": st.best_loss, "best_iter": st.best_iter,
+            "start_loss": st.start_loss, "tuned_loss": st.tuned_loss, "fell_back": st.fell_back}
+
+
+def _tune_with_retries(block: nn.Module, learnables: list[Learnables], x: Tensor, y: Tensor,
+                       kwargs: dict[str, Any], cfg: TuneConfig, device: torch.device, seed: int):
+    """Tune; on out-of-memory retry with half the micro-batch and twice the accumulation
+    (the same effective batch), down to micro-batches of one sample."""
+    start = [(lp.v.detach().clone(), lp.min_scale.detach().clone(), lp.max_scale.detach().clone())
+             for lp in learnables]
+    while True:
+        try:
+            with torch.enable_grad():
+                return tune_block(block, learnables, x, y, kwargs, cfg, device, block_seed=seed)
+        except torch.OutOfMemoryError:
+            if cfg.batch_size <= 1:
+                raise QuantizeError("out of memory even with a micro-batch of 1 sample: use --low_gpu_mem_usage, "
+                                    "a shorter --seqlen or a larger device") from None
+            cfg = replace(cfg, batch_size=cfg.batch_size // 2,
+                          gradient_accumulate_steps=cfg.gradient_accumulate_steps * 2)
+            log.warning("out of memory while tuning: retrying with batch_size=%d, gradient_accumulate_steps=%d",
+                        cfg.batch_size, cfg.gradient_accumulate_steps)
+            with torch.no_grad():
+                for lp, (v, lo, hi) in zip(learnables, start):
+                    lp.v.copy_(v)
+                    lp.min_scale.copy_(lo)
+                    lp.max_scale.copy_(hi)
+                    lp.v.grad = lp.min_scale.grad = lp.max_scale.grad = None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+def _check_finite_weights(targets: list[tuple[Target, QuantScheme]]) -> None:
+    for t, _ in targets:
+        if not torch.isfinite(t.weight2d()).all():
+            raise QuantizeError(f"the weight of {t.name} holds NaN or Inf values; the checkpoint is damaged")
 
 
 def _scale_shape(w: Tensor, s: QuantScheme) -> tuple[int, int]:

@@ -12,6 +12,7 @@ the parameters of the iteration with the lowest loss are kept.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from ar_schemes import QuantResult, QuantScheme, quantize
 
 from .blocks import Target
 from .capture import call_block
+from .errors import QuantizeError
 
 log = logging.getLogger("ar")
 CLIP_MAX = 1.25  # clip multipliers may shrink a group's range or widen it by a quarter
@@ -87,6 +89,9 @@ class TuneStats:
     first_loss: float
     best_loss: float
     best_iter: int
+    start_loss: float = float("nan")  # over all samples, with the starting (RTN / optimized-RTN) weights
+    tuned_loss: float = float("nan")  # over all samples, with the tuned weights
+    fell_back: bool = False  # tuning did not beat the start on all samples: the start is kept
 
 
 def make_learnables(target: Target, scheme: QuantScheme, clip: Tensor, device: torch.device | str) -> Learnables:
@@ -153,7 +158,7 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
     batches = _batches(n, bs, block_seed)
     compute_dtype = torch.bfloat16 if cfg.amp else next(block.parameters()).dtype
     best_loss, best_iter, first_loss = float("inf"), 0, float("nan")
-    best_state = _snapshot(learnables)
+    init_state = best_state = _snapshot(learnables)
     with quantized_forward(learnables, compute_dtype, cfg.compile):
         for it in range(iters):
             loss_sum = 0.0
@@ -162,6 +167,9 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
                 loss = block_loss(block, q_inputs[idx], fp_targets[idx], kwargs, cfg.amp, device) / ga
                 loss.backward()
                 loss_sum += loss.item()
+            if not math.isfinite(loss_sum):
+                raise QuantizeError(f"the tuning loss became {loss_sum} at iteration {it}; lower --lr, or use "
+                                    "--disable_amp if the block overflows in bf16")
             if it == 0:
                 first_loss = loss_sum
             if loss_sum < best_loss:
@@ -180,7 +188,24 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
             _clamp(learnables)
     if not cfg.not_use_best_mse:
         _restore(learnables, best_state)
-    return TuneStats(first_loss, best_loss, best_iter)
+    final_state = _snapshot(learnables)
+    with torch.no_grad(), quantized_forward(learnables, compute_dtype, cfg.compile):
+        tuned = _full_loss(block, q_inputs, fp_targets, kwargs, cfg, device)
+        _restore(learnables, init_state)
+        start = _full_loss(block, q_inputs, fp_targets, kwargs, cfg, device)
+    fell_back = start < tuned
+    if not fell_back:
+        _restore(learnables, final_state)
+    return TuneStats(first_loss, best_loss, best_iter, start, tuned, fell_back)
+
+
+def _full_loss(block: torch.nn.Module, x: Tensor, y: Tensor, kwargs: dict[str, Any], cfg: TuneConfig,
+               device: torch.device | str) -> float:
+    """Mean loss over every sample (the quantity both tuned and untuned weights are judged by)."""
+    bs = min(cfg.batch_size, x.shape[0])
+    total = sum(block_loss(block, x[i:i + bs], y[i:i + bs], kwargs, cfg.amp, device).item() * len(x[i:i + bs])
+                for i in range(0, x.shape[0], bs))
+    return total / x.shape[0]
 
 
 @torch.no_grad()
