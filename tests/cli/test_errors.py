@@ -38,6 +38,9 @@ BAD = [
     (["--dataset", "{data}:bogus_option"], "bogus_option"),
     (["--dataset", "{data}", "--nsamples", "1000", "--seqlen", "64"], "1000"),
     (["--dataset", "no_such_dataset_name_xyz"], "no_such_dataset_name_xyz"),
+    (["--device", "tpu"], "--device 'tpu' is not a device type"),
+    (["--device", "cuda:7"] if __import__("torch").cuda.is_available() else ["--device", "cuda"],
+     "--device 'cuda"),
 ]
 BAD_MODEL = [
     (["quantize", "--model", "/no/such/model", "--output_dir", "{out}"], "no such directory"),
@@ -95,3 +98,31 @@ def test_bad_recipe(env, capsys):
         main(_fmt(BASE, env) + ["--recipe", "fastest"])
     assert e.value.code == 2
     assert "fastest" in capsys.readouterr().err
+
+
+def test_not_enough_disk_space(env, capsys, monkeypatch):
+    import shutil
+    from collections import namedtuple
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10, 10, 0))
+    assert main(_fmt(BASE, env)) == 2
+    assert "may be written (1 format(s)) but only 0.0 GiB are free" in capsys.readouterr().err
+
+
+def test_api_bad_inputs_table():
+    """The library refuses bad input with the value named too (no model is built for these)."""
+    from ar_core import QuantizeError, QuantizeOptions
+    from ar_schemes import SchemeError, get_scheme, resolve_layer_schemes
+    cases = [
+        (lambda: get_scheme("W4A17"), SchemeError, "unknown scheme 'W4A17'"),
+        (lambda: get_scheme("W4A16", bits=1), SchemeError, "bits=1"),
+        (lambda: get_scheme({"bitz": 4}), SchemeError, "unknown scheme field"),
+        (lambda: resolve_layer_schemes(["a"], get_scheme("W4A16"), {"[": "W4A16"}), SchemeError, "not a valid regex"),
+        (lambda: QuantizeOptions.build(iters=-3), QuantizeError, "iters=-3"),
+        (lambda: QuantizeOptions.build(seqlen=0), QuantizeError, "seqlen=0"),
+        (lambda: QuantizeOptions.build(resume=True), QuantizeError, "resume=True needs work_dir"),
+        (lambda: QuantizeOptions.build(speed=9), QuantizeError, "unknown option"),
+    ]
+    for call, exc, message in cases:
+        with pytest.raises(exc, match=__import__("re").escape(message)):
+            call()

@@ -3,9 +3,9 @@ import importlib
 
 import pytest
 import torch
+from conftest import tiny_model
 
 from ar_core import QuantizeError, quantize
-from conftest import tiny_model
 
 
 def _samples(n=4, seq=32):

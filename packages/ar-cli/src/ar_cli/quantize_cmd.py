@@ -87,7 +87,9 @@ def build_plan(args: argparse.Namespace) -> dict[str, Any]:
     if args.disable_opt_rtn:
         opts["disable_opt_rtn"] = True
     QuantizeOptions.build(**opts)  # validates every value now
+    _check_device(args.device)
     _check_output(args)
+    _check_disk_space(args, len(formats))
     return {"scheme": scheme, "formats": formats, "options": opts}
 
 
@@ -102,6 +104,37 @@ def _layer_config(value: str | None) -> dict[str, Any]:
     if not isinstance(cfg, dict):
         raise ArError("--layer_config must be a JSON object {layer or regex: scheme name or {field: value}}")
     return cfg
+
+
+def _check_device(device: str) -> None:
+    import torch
+    kind = device.split(":")[0]
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "xpu": hasattr(torch, "xpu") and torch.xpu.is_available(), "mps": torch.backends.mps.is_available()}
+    if kind not in available:
+        raise ArError(f"--device {device!r} is not a device type; valid choices: cpu, cuda, cuda:N, xpu, mps")
+    if not available[kind]:
+        have = ", ".join(k for k, ok in available.items() if ok)
+        raise ArError(f"--device {device!r} is not available on this machine; available: {have}")
+    if kind == "cuda" and ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise ArError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
+def _check_disk_space(args: argparse.Namespace, n_formats: int) -> None:
+    """Refuse before tuning when the output cannot fit: each format needs at most the model's size."""
+    import shutil
+    model = Path(args.model)
+    if not model.is_dir():
+        return
+    need = sum(f.stat().st_size for f in model.glob("*.safetensors")) * n_formats
+    out = Path(args.output_dir).resolve()
+    parent = out if out.exists() else out.parent
+    while not parent.exists():
+        parent = parent.parent
+    free = shutil.disk_usage(parent).free
+    if need > free:
+        raise ArError(f"--output_dir {args.output_dir!r}: about {need / 2**30:.1f} GiB may be written "
+                      f"({n_formats} format(s)) but only {free / 2**30:.1f} GiB are free there")
 
 
 def _check_output(args: argparse.Namespace) -> None:

@@ -233,8 +233,9 @@ def _tune(block: nn.Module, targets: list[tuple[Target, QuantScheme]], importanc
 
 def _tune_with_retries(block: nn.Module, learnables: list[Learnables], x: Tensor, y: Tensor,
                        kwargs: dict[str, Any], cfg: TuneConfig, device: torch.device, seed: int):
-    """Tune; on out-of-memory retry with half the micro-batch and twice the accumulation
-    (the same effective batch), down to micro-batches of one sample."""
+    """Tune; on out-of-memory retry with half the micro-batch and twice the accumulation (the same
+    effective batch) down to one sample, then with the cached activations moved to the CPU
+    (as --low_gpu_mem_usage does), before failing."""
     start = [(lp.v.detach().clone(), lp.min_scale.detach().clone(), lp.max_scale.detach().clone())
              for lp in learnables]
     while True:
@@ -242,21 +243,28 @@ def _tune_with_retries(block: nn.Module, learnables: list[Learnables], x: Tensor
             with torch.enable_grad():
                 return tune_block(block, learnables, x, y, kwargs, cfg, device, block_seed=seed)
         except torch.OutOfMemoryError:
-            if cfg.batch_size <= 1:
-                raise QuantizeError("out of memory even with a micro-batch of 1 sample: use --low_gpu_mem_usage, "
-                                    "a shorter --seqlen or a larger device") from None
-            cfg = replace(cfg, batch_size=cfg.batch_size // 2,
-                          gradient_accumulate_steps=cfg.gradient_accumulate_steps * 2)
-            log.warning("out of memory while tuning: retrying with batch_size=%d, gradient_accumulate_steps=%d",
-                        cfg.batch_size, cfg.gradient_accumulate_steps)
-            with torch.no_grad():
-                for lp, (v, lo, hi) in zip(learnables, start):
-                    lp.v.copy_(v)
-                    lp.min_scale.copy_(lo)
-                    lp.max_scale.copy_(hi)
-                    lp.v.grad = lp.min_scale.grad = lp.max_scale.grad = None
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            if cfg.batch_size > 1:
+                cfg = replace(cfg, batch_size=cfg.batch_size // 2,
+                              gradient_accumulate_steps=cfg.gradient_accumulate_steps * 2)
+                what = f"batch_size={cfg.batch_size}, gradient_accumulate_steps={cfg.gradient_accumulate_steps}"
+            elif x.device.type != "cpu":
+                x, y, what = x.cpu(), y.cpu(), "the cached activations on the CPU (low_gpu_mem_usage)"
+            else:
+                raise QuantizeError("out of memory even with a micro-batch of 1 sample and activations on the "
+                                    "CPU: use a shorter --seqlen or a larger device") from None
+            log.warning("out of memory while tuning: retrying with %s", what)
+            _reset(learnables, start, device)
+
+
+def _reset(learnables: list[Learnables], start: list[tuple[Tensor, Tensor, Tensor]], device: torch.device) -> None:
+    with torch.no_grad():
+        for lp, (v, lo, hi) in zip(learnables, start):
+            lp.v.copy_(v)
+            lp.min_scale.copy_(lo)
+            lp.max_scale.copy_(hi)
+            lp.v.grad = lp.min_scale.grad = lp.max_scale.grad = None
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _check_finite_weights(targets: list[tuple[Target, QuantScheme]]) -> None:
