@@ -60,3 +60,26 @@ def test_index_names_a_missing_tensor(ckpt, tmp_path):
     with pytest.raises(CheckpointError, match=r"tensor 'c\.qzeros' is listed in the index"):
         verify_checkpoint(ckpt)
     shutil.rmtree(tmp_path / "ckpt")
+
+
+def test_checkpoint_missing_a_quantized_tensor_is_refused(tmp_path):
+    """A tensor the config implies but no file holds (not listed in any index) is refused by name."""
+    from safetensors.torch import load_file
+
+    from ar_export import save
+    from ar_schemes import QuantizedLayer, QuantizedModel, get_scheme, quantize
+    from conftest import tiny_model, tiny_tokenizer
+    model, scheme = tiny_model("llama"), get_scheme("W4A16")
+    layers = {}
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Linear) and name != "lm_head":
+            layers[name] = QuantizedLayer.from_result(name, scheme, quantize(mod.weight.detach(), scheme))
+    out = tmp_path / "ck"
+    save(QuantizedModel(layers=layers, default_scheme=scheme, block_names=["model.layers.0", "model.layers.1"]),
+         model, tiny_tokenizer(), out, "auto_round")
+    ar_kernels.load(out)  # intact: loads
+    tensors = load_file(out / "model.safetensors")
+    del tensors["model.layers.1.self_attn.k_proj.qzeros"]
+    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"missing tensor\(s\) .model\.layers\.1\.self_attn\.k_proj\.qzeros."):
+        ar_kernels.load(out)

@@ -110,8 +110,22 @@ def load(path: str | Path, device: str | torch.device = "cpu", backend: str = "a
     kw: dict[str, Any] = {"dtype": dtype or "auto", "device_map": str(torch.device(device))}
     kw.update(from_pretrained_kwargs)
     with ar_quantizer_installed():
-        model = AutoModelForCausalLM.from_pretrained(path, config=config, **kw)
+        model, info = AutoModelForCausalLM.from_pretrained(path, config=config, output_loading_info=True, **kw)
+    _refuse_incomplete(path, info)
     return model.eval()
+
+
+def _refuse_incomplete(path: str | Path, info: dict[str, Any]) -> None:
+    """transformers fills missing or mis-shaped tensors with fresh values and only logs it; a
+    quantized checkpoint with such holes computes garbage, so it is refused with the names."""
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or []]
+    if missing or mismatched:
+        names = ", ".join(repr(k) for k in (missing + mismatched)[:8])
+        more = len(missing) + len(mismatched) - 8
+        raise CheckpointError(f"{path}: the checkpoint does not match its config: "
+                              f"{'missing' if missing else 'wrong shape'} tensor(s) {names}"
+                              + (f" and {more} more" if more > 0 else "") + "; re-export the checkpoint")
 
 
 def _read_quant_config(path: str | Path, config: Any) -> dict[str, Any]:
