@@ -64,11 +64,11 @@ def test_index_names_a_missing_tensor(ckpt, tmp_path):
 
 def test_checkpoint_missing_a_quantized_tensor_is_refused(tmp_path):
     """A tensor the config implies but no file holds (not listed in any index) is refused by name."""
+    from conftest import tiny_model, tiny_tokenizer
     from safetensors.torch import load_file
 
     from ar_export import save
     from ar_schemes import QuantizedLayer, QuantizedModel, get_scheme, quantize
-    from conftest import tiny_model, tiny_tokenizer
     model, scheme = tiny_model("llama"), get_scheme("W4A16")
     layers = {}
     for name, mod in model.named_modules():
