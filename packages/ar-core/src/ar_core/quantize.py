@@ -12,7 +12,14 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ar_schemes import QuantizedLayer, QuantizedModel, QuantScheme, get_scheme, resolve_layer_schemes
+from ar_schemes import (
+    QuantizedLayer,
+    QuantizedModel,
+    QuantScheme,
+    get_scheme,
+    resolve_layer_schemes,
+    scale_shape,
+)
 
 from .blocks import Target, find_blocks, find_targets, lm_head_is_tied, lm_head_target
 from .capture import call_block, capture_inputs, move_kwargs
@@ -20,7 +27,7 @@ from .errors import QuantizeError
 from .options import QuantizeOptions
 from .resume import WorkDir
 from .rtn import optimized_rtn, rtn, search_clip
-from .signround import Learnables, TuneConfig, make_learnables, tune_block
+from .signround import Learnables, TuneConfig, make_learnables, restore, snapshot, tune_block
 
 log = logging.getLogger("ar")
 
@@ -163,15 +170,11 @@ def _run_blocks(model: nn.Module, block_names: list[str], plan: dict[str, QuantS
 def _capture(model: nn.Module, blocks: list[nn.Module], samples: Tensor, device: torch.device,
              cache: torch.device):
     """Block-0 inputs and per-block kwargs, with the embedding layers on ``device``."""
-    moved = [m for m in model.modules() if m not in blocks and not list(m.children()) and
-             not any(m is b or _is_inside(m, b) for b in blocks)]
+    inside = {id(m) for b in blocks for m in b.modules()}
+    moved = [m for m in model.modules() if id(m) not in inside and not list(m.children())]
     for m in moved:
         m.to(device)
     return capture_inputs(model, blocks, samples, device, cache)
-
-
-def _is_inside(m: nn.Module, block: nn.Module) -> bool:
-    return any(m is x for x in block.modules())
 
 
 def _quantize_block(block: nn.Module, targets: list[tuple[Target, QuantScheme]], fp_in: Tensor | None,
@@ -212,7 +215,7 @@ def _tune(block: nn.Module, targets: list[tuple[Target, QuantScheme]], importanc
     for t, s in targets:
         w = t.weight2d().to(device)
         clip = search_clip(w, s, importance[t.name]) if not opts.disable_opt_rtn else \
-            torch.ones(_scale_shape(w, s), device=device)
+            torch.ones(scale_shape(tuple(w.shape), s), device=device)
         learnables.append(make_learnables(t, s, clip, device))
     cfg = TuneConfig(iters=opts.iters, lr=opts.lr, minmax_lr=opts.minmax_lr, batch_size=opts.batch_size,
                      gradient_accumulate_steps=opts.gradient_accumulate_steps,
@@ -236,8 +239,7 @@ def _tune_with_retries(block: nn.Module, learnables: list[Learnables], x: Tensor
     """Tune; on out-of-memory retry with half the micro-batch and twice the accumulation (the same
     effective batch) down to one sample, then with the cached activations moved to the CPU
     (as --low_gpu_mem_usage does), before failing."""
-    start = [(lp.v.detach().clone(), lp.min_scale.detach().clone(), lp.max_scale.detach().clone())
-             for lp in learnables]
+    start = snapshot(learnables)
     while True:
         try:
             with torch.enable_grad():
@@ -253,29 +255,15 @@ def _tune_with_retries(block: nn.Module, learnables: list[Learnables], x: Tensor
                 raise QuantizeError("out of memory even with a micro-batch of 1 sample and activations on the "
                                     "CPU: use a shorter --seqlen or a larger device") from None
             log.warning("out of memory while tuning: retrying with %s", what)
-            _reset(learnables, start, device)
-
-
-def _reset(learnables: list[Learnables], start: list[tuple[Tensor, Tensor, Tensor]], device: torch.device) -> None:
-    with torch.no_grad():
-        for lp, (v, lo, hi) in zip(learnables, start):
-            lp.v.copy_(v)
-            lp.min_scale.copy_(lo)
-            lp.max_scale.copy_(hi)
-            lp.v.grad = lp.min_scale.grad = lp.max_scale.grad = None
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+            restore(learnables, start)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
 
 
 def _check_finite_weights(targets: list[tuple[Target, QuantScheme]]) -> None:
     for t, _ in targets:
         if not torch.isfinite(t.weight2d()).all():
             raise QuantizeError(f"the weight of {t.name} holds NaN or Inf values; the checkpoint is damaged")
-
-
-def _scale_shape(w: Tensor, s: QuantScheme) -> tuple[int, int]:
-    from ar_schemes import scale_shape
-    return scale_shape(tuple(w.shape), s)
 
 
 def _record(t: Target, s: QuantScheme, res, qmodel: QuantizedModel) -> None:

@@ -158,7 +158,7 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
     batches = _batches(n, bs, block_seed)
     compute_dtype = torch.bfloat16 if cfg.amp else next(block.parameters()).dtype
     best_loss, best_iter, first_loss = float("inf"), 0, float("nan")
-    init_state = best_state = _snapshot(learnables)
+    init_state = best_state = snapshot(learnables)
     with quantized_forward(learnables, compute_dtype, cfg.compile):
         for it in range(iters):
             loss_sum = 0.0
@@ -175,7 +175,7 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
             if loss_sum < best_loss:
                 best_loss, best_iter = loss_sum, it
                 if not cfg.not_use_best_mse:
-                    best_state = _snapshot(learnables)
+                    best_state = snapshot(learnables)
             decay = 1.0 - it / iters
             if opt is not None:
                 for group, base in zip(opt.param_groups, (lr, minmax_lr)):
@@ -187,15 +187,15 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
                 _sign_step(params_mm, minmax_lr * decay)
             _clamp(learnables)
     if not cfg.not_use_best_mse:
-        _restore(learnables, best_state)
-    final_state = _snapshot(learnables)
+        restore(learnables, best_state)
+    final_state = snapshot(learnables)
     with torch.no_grad(), quantized_forward(learnables, compute_dtype, cfg.compile):
         tuned = _full_loss(block, q_inputs, fp_targets, kwargs, cfg, device)
-        _restore(learnables, init_state)
+        restore(learnables, init_state)
         start = _full_loss(block, q_inputs, fp_targets, kwargs, cfg, device)
     fell_back = start < tuned
     if not fell_back:
-        _restore(learnables, final_state)
+        restore(learnables, final_state)
     return TuneStats(first_loss, best_loss, best_iter, start, tuned, fell_back)
 
 
@@ -224,14 +224,16 @@ def _clamp(learnables: list[Learnables]) -> None:
         lp.max_scale.clamp_(0.0, CLIP_MAX)
 
 
-def _snapshot(learnables: list[Learnables]) -> list[tuple[Tensor, Tensor, Tensor]]:
+def snapshot(learnables: list[Learnables]) -> list[tuple[Tensor, Tensor, Tensor]]:
     return [(lp.v.detach().clone(), lp.min_scale.detach().clone(), lp.max_scale.detach().clone())
             for lp in learnables]
 
 
 @torch.no_grad()
-def _restore(learnables: list[Learnables], state: list[tuple[Tensor, Tensor, Tensor]]) -> None:
+def restore(learnables: list[Learnables], state: list[tuple[Tensor, Tensor, Tensor]]) -> None:
+    """Put back a :func:`snapshot`; pending gradients are dropped."""
     for lp, (v, lo, hi) in zip(learnables, state):
         lp.v.copy_(v)
         lp.min_scale.copy_(lo)
         lp.max_scale.copy_(hi)
+        lp.v.grad = lp.min_scale.grad = lp.max_scale.grad = None
