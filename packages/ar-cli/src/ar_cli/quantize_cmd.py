@@ -48,7 +48,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--disable_minmax_tuning", action="store_true")
     g.add_argument("--disable_quanted_input", action="store_true")
     g.add_argument("--low_gpu_mem_usage", action="store_true")
-    g.add_argument("--enable_torch_compile", action="store_true")
+    c = g.add_mutually_exclusive_group()
+    c.add_argument("--enable_torch_compile", action="store_true",
+                   help="compile the tuning step (default: on for CUDA, and on CPU for long runs)")
+    c.add_argument("--disable_torch_compile", action="store_true", help="never compile; tune eagerly")
     g.add_argument("--enable_deterministic_algorithms", action="store_true")
     g.add_argument("--adam", action="store_true")
     g.add_argument("--disable_amp", action="store_true", help="tune in the model dtype, no bf16 autocast")
@@ -80,7 +83,7 @@ def build_plan(args: argparse.Namespace) -> dict[str, Any]:
                 quant_lm_head=args.quant_lm_head, not_use_best_mse=args.not_use_best_mse,
                 enable_minmax_tuning=not args.disable_minmax_tuning,
                 enable_quanted_input=not args.disable_quanted_input, low_gpu_mem_usage=args.low_gpu_mem_usage,
-                device=args.device, enable_torch_compile=True if args.enable_torch_compile else None,
+                device=args.device, enable_torch_compile=True if args.enable_torch_compile else False if args.disable_torch_compile else None,
                 enable_deterministic_algorithms=args.enable_deterministic_algorithms, adam=args.adam,
                 amp=False if args.disable_amp else None, resume=args.resume,
                 work_dir=str(Path(args.output_dir).resolve().with_name(Path(args.output_dir).name + ".ar-work")))

@@ -29,7 +29,7 @@ class QuantizeOptions:
     low_gpu_mem_usage: bool = False
     device: str = "cpu"
     device_map: Any = None
-    enable_torch_compile: bool | None = None  # None: on for CUDA, off elsewhere (compile time dominates)
+    enable_torch_compile: bool | None = None  # None: on for CUDA, and on CPU for long enough runs
     enable_deterministic_algorithms: bool = False
     adam: bool = False
     amp: bool | None = None  # None: bf16 autocast where the device computes bf16 fast

@@ -3,6 +3,7 @@ targets, tune (or round) its weights, and feed the quantized block's output to t
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -221,7 +222,7 @@ def _tune(block: nn.Module, targets: list[tuple[Target, QuantScheme]], importanc
                      gradient_accumulate_steps=opts.gradient_accumulate_steps,
                      enable_minmax_tuning=opts.enable_minmax_tuning, not_use_best_mse=opts.not_use_best_mse,
                      adam=opts.adam, amp=amp, seed=opts.seed,
-                     compile=device.type == "cuda" if opts.enable_torch_compile is None else opts.enable_torch_compile)
+                     compile=_use_compile(opts, device))
     st = _tune_with_retries(block, learnables, x, y, kwargs, cfg, device, opts.seed * 100_003 + index)
     if st.fell_back:
         log.warning("block %d: tuning did not lower the loss over all samples (%.4g vs %.4g at the start); "
@@ -324,6 +325,18 @@ def _use_amp(device: torch.device) -> bool:
     if device.type == "cpu":
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return False
+
+
+def _use_compile(opts: QuantizeOptions, device: torch.device) -> bool:
+    """Compile the tuning step on CUDA, and on a CPU with a C++ compiler once the tuning work
+    (iterations x tokens) repays the ~1 min the two-core CPU spends compiling."""
+    if opts.enable_torch_compile is not None:
+        return opts.enable_torch_compile
+    if device.type == "cuda":
+        return True
+    import shutil
+    big = opts.iters * opts.batch_size * opts.seqlen >= 200_000
+    return device.type == "cpu" and big and shutil.which(os.environ.get("CXX", "c++")) is not None
 
 
 def _fingerprint(model: nn.Module, plan: dict[str, QuantScheme | None], opts: QuantizeOptions,

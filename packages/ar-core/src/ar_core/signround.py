@@ -45,7 +45,7 @@ class TuneConfig:
     adam: bool = False
     amp: bool = True
     seed: int = 42
-    compile: bool = False  # fuse each weight's quantize-dequantize (forward and backward) with torch.compile
+    compile: bool = False  # run the block (its quantize-dequantize included) under torch.compile
 
 
 @dataclass
@@ -65,23 +65,9 @@ class Learnables:
     def quantize(self) -> QuantResult:
         return quantize(self.weight, self.scheme, self.v, self.min_scale, self.max_scale)
 
-    def dequant(self, compiled: bool) -> Tensor:
-        """The quantize-dequantized weight (rows, in), fp32; fused into few kernels when ``compiled``."""
-        if not compiled:
-            return self.quantize().dequant
-        return _compiled_qdq(self.scheme)(self.weight, self.v, self.min_scale, self.max_scale)
-
-
-_COMPILED: dict[QuantScheme, Any] = {}
-
-
-def _compiled_qdq(scheme: QuantScheme) -> Any:
-    """One compiled quantize-dequantize per scheme (shapes specialise inside torch.compile)."""
-    if scheme not in _COMPILED:
-        def qdq(w: Tensor, v: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
-            return quantize(w, scheme, v, lo, hi).dequant
-        _COMPILED[scheme] = torch.compile(qdq, dynamic=False)
-    return _COMPILED[scheme]
+    def dequant(self) -> Tensor:
+        """The quantize-dequantized weight (rows, in), fp32."""
+        return self.quantize().dequant
 
 
 @dataclass
@@ -103,8 +89,7 @@ def make_learnables(target: Target, scheme: QuantScheme, clip: Tensor, device: t
 
 
 @contextmanager
-def quantized_forward(learnables: list[Learnables], compute_dtype: torch.dtype, compiled: bool = False
-                      ) -> Iterator[None]:
+def quantized_forward(learnables: list[Learnables], compute_dtype: torch.dtype) -> Iterator[None]:
     """While active, each target's module computes with its quantize-dequantized weight."""
     handles, saved = [], []
     for lp in learnables:
@@ -112,7 +97,7 @@ def quantized_forward(learnables: list[Learnables], compute_dtype: torch.dtype, 
         saved.append((mod, attr, mod._parameters.pop(attr)))
 
         def hook(module: torch.nn.Module, args: Any, lp: Learnables = lp, attr: str = attr) -> None:
-            dq = lp.dequant(compiled).to(compute_dtype)
+            dq = lp.dequant().to(compute_dtype)
             setattr(module, attr, lp.target.to_layout(dq))
         handles.append(mod.register_forward_pre_hook(hook))
     try:
@@ -147,6 +132,8 @@ def block_loss(block: torch.nn.Module, x: Tensor, target: Tensor, kwargs: dict[s
 def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: Tensor, fp_targets: Tensor,
                kwargs: dict[str, Any], cfg: TuneConfig, device: torch.device | str, block_seed: int) -> TuneStats:
     """Tune ``learnables`` of one block in place; returns the first and best losses."""
+    if cfg.compile:  # one graph per block class and kwargs layout, reused by every later block
+        block = torch.compile(block, dynamic=False)
     iters = cfg.iters
     lr = cfg.lr if cfg.lr is not None else 1.0 / iters
     minmax_lr = cfg.minmax_lr if cfg.minmax_lr is not None else lr
@@ -159,7 +146,7 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
     compute_dtype = torch.bfloat16 if cfg.amp else next(block.parameters()).dtype
     best_loss, best_iter, first_loss = float("inf"), 0, float("nan")
     init_state = best_state = snapshot(learnables)
-    with quantized_forward(learnables, compute_dtype, cfg.compile):
+    with quantized_forward(learnables, compute_dtype):
         for it in range(iters):
             loss_sum = 0.0
             for _ in range(ga):
@@ -189,7 +176,7 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
     if not cfg.not_use_best_mse:
         restore(learnables, best_state)
     final_state = snapshot(learnables)
-    with torch.no_grad(), quantized_forward(learnables, compute_dtype, cfg.compile):
+    with torch.no_grad(), quantized_forward(learnables, compute_dtype):
         tuned = _full_loss(block, q_inputs, fp_targets, kwargs, cfg, device)
         restore(learnables, init_state)
         start = _full_loss(block, q_inputs, fp_targets, kwargs, cfg, device)
