@@ -13,8 +13,8 @@ from ar_calib import load_samples
 from ar_cli.models import resolve_model
 from ar_core.blocks import find_blocks, find_targets
 from ar_core.capture import capture_inputs
-from ar_core.quantize import _forward_all, _imatrix_hooks
 from ar_core.options import QuantizeOptions
+from ar_core.quantize import _forward_all, _imatrix_hooks
 from ar_core.rtn import search_clip
 from ar_core.signround import TuneConfig, make_learnables, tune_block
 from ar_schemes import get_scheme

@@ -12,7 +12,6 @@ the parameters of the iteration with the lowest loss are kept.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -144,25 +143,19 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
     n, bs, ga = q_inputs.shape[0], min(cfg.batch_size, q_inputs.shape[0]), cfg.gradient_accumulate_steps
     batches = _batches(n, bs, block_seed)
     compute_dtype = torch.bfloat16 if cfg.amp else next(block.parameters()).dtype
-    best_loss, best_iter, first_loss = float("inf"), 0, float("nan")
-    init_state = best_state = snapshot(learnables)
+    init_state = snapshot(learnables)
+    best = _Best(learnables, keep=not cfg.not_use_best_mse, sync=torch.device(device).type == "cpu")
     with quantized_forward(learnables, compute_dtype):
         for it in range(iters):
-            loss_sum = 0.0
+            loss_sum = torch.zeros((), device=device)
             for _ in range(ga):
                 idx = next(batches)
                 loss = block_loss(block, q_inputs[idx], fp_targets[idx], kwargs, cfg.amp, device) / ga
                 loss.backward()
-                loss_sum += loss.item()
-            if not math.isfinite(loss_sum):
-                raise QuantizeError(f"the tuning loss became {loss_sum} at iteration {it}; lower --lr, or use "
-                                    "--disable_amp if the block overflows in bf16")
-            if it == 0:
-                first_loss = loss_sum
-            if loss_sum < best_loss:
-                best_loss, best_iter = loss_sum, it
-                if not cfg.not_use_best_mse:
-                    best_state = snapshot(learnables)
+                loss_sum += loss.detach()
+            best.update(loss_sum, it, learnables)
+            if it % 25 == 0 or it == iters - 1:
+                best.check_finite()
             decay = 1.0 - it / iters
             if opt is not None:
                 for group, base in zip(opt.param_groups, (lr, minmax_lr)):
@@ -174,7 +167,7 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
                 _sign_step(params_mm, minmax_lr * decay)
             _clamp(learnables)
     if not cfg.not_use_best_mse:
-        restore(learnables, best_state)
+        restore(learnables, best.state)
     final_state = snapshot(learnables)
     with torch.no_grad(), quantized_forward(learnables, compute_dtype):
         tuned = _full_loss(block, q_inputs, fp_targets, kwargs, cfg, device)
@@ -183,7 +176,55 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
     fell_back = start < tuned
     if not fell_back:
         restore(learnables, final_state)
-    return TuneStats(first_loss, best_loss, best_iter, start, tuned, fell_back)
+    return TuneStats(best.first_loss, float(best.loss), int(best.iter), start, tuned, fell_back)
+
+
+class _Best:
+    """The lowest loss so far, its iteration and (with ``keep``) the parameters that gave it.
+
+    On accelerators the choice is made on the device (``torch.where``), so the loop never waits
+    for the host; on the CPU a plain comparison is cheaper than copying every parameter each step.
+    """
+
+    def __init__(self, learnables: list[Learnables], keep: bool, sync: bool) -> None:
+        dev = learnables[0].v.device
+        self.keep, self.sync = keep, sync
+        self.state = snapshot(learnables)
+        self.loss = torch.tensor(float("inf"), device=dev)
+        self.iter = torch.zeros((), dtype=torch.long, device=dev)
+        self.first: Tensor | None = None
+        self.bad_iter = torch.full((), -1, dtype=torch.long, device=dev)
+
+    @torch.no_grad()
+    def update(self, loss: Tensor, it: int, learnables: list[Learnables]) -> None:
+        if self.first is None:
+            self.first = loss.clone()
+        bad = ~torch.isfinite(loss) & (self.bad_iter < 0)
+        self.bad_iter = torch.where(bad, it, self.bad_iter)
+        improved = loss < self.loss
+        if self.sync:
+            if not bool(improved):
+                return
+            self.loss, self.iter = loss.clone(), torch.tensor(it)
+            if self.keep:
+                self.state = snapshot(learnables)
+            return
+        self.loss = torch.where(improved, loss, self.loss)
+        self.iter = torch.where(improved, it, self.iter)
+        if self.keep:
+            for (v, lo, hi), lp in zip(self.state, learnables):
+                torch._foreach_copy_([v, lo, hi], [torch.where(improved, t.detach(), b)
+                                                   for t, b in ((lp.v, v), (lp.min_scale, lo), (lp.max_scale, hi))])
+
+    def check_finite(self) -> None:
+        it = int(self.bad_iter)
+        if it >= 0:
+            raise QuantizeError(f"the tuning loss became NaN or Inf at iteration {it}; lower --lr, or use "
+                                "--disable_amp if the block overflows in bf16")
+
+    @property
+    def first_loss(self) -> float:
+        return float("nan") if self.first is None else float(self.first)
 
 
 def _full_loss(block: torch.nn.Module, x: Tensor, y: Tensor, kwargs: dict[str, Any], cfg: TuneConfig,
