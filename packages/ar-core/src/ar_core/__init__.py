@@ -6,6 +6,10 @@ from .quantize import quantize, plan_layers, unsupported_shape
 from .options import QuantizeOptions
 from .recipes import RECIPES, recipe_options
 
+# several devices: data-parallel ranks (torchrun or spawn) and one block split over devices
+from .distributed import WorldInfo, init_distributed, parse_devices, spawn
+from .placement import DeviceMap, parse_device_map, plan_device_map
+
 # building blocks, for tools that drive the loop themselves
 from .blocks import Target, find_blocks, find_targets
 from .rtn import optimized_rtn, rtn, search_clip
@@ -17,6 +21,7 @@ from .errors import QuantizeError
 __all__ = [
     "__version__",
     "quantize", "plan_layers", "unsupported_shape", "QuantizeOptions", "RECIPES", "recipe_options",
+    "WorldInfo", "init_distributed", "parse_devices", "spawn", "DeviceMap", "parse_device_map", "plan_device_map",
     "Target", "find_blocks", "find_targets", "optimized_rtn", "rtn", "search_clip", "TuneConfig", "tune_block",
     "QuantizeError",
 ]

@@ -22,10 +22,12 @@ from ar_schemes import (
     scale_shape,
 )
 
+from . import distributed
 from .blocks import Target, find_blocks, find_targets, lm_head_is_tied, lm_head_target
 from .capture import call_block, capture_inputs, move_kwargs
 from .errors import QuantizeError
 from .options import QuantizeOptions
+from .placement import placer_for, spans_devices
 from .resume import WorkDir
 from .rtn import optimized_rtn, rtn, search_clip
 from .signround import Learnables, TuneConfig, make_learnables, restore, snapshot, tune_block
@@ -56,6 +58,7 @@ def quantize(model: nn.Module, tokenizer: Any = None, scheme: str | dict | Quant
     plan, skipped = plan_layers(model, block_names, default, opts)
     needs_data = any(plan.values()) and (opts.iters > 0 or not opts.disable_opt_rtn)
     samples = _samples(dataset, tokenizer, opts) if needs_data else None
+    opts, samples = distributed.prepare(opts, samples, model)  # data-parallel rank / device_map set-up
     qmodel = QuantizedModel(layers={}, default_scheme=default, block_names=block_names, options=opts.record(),
                             skipped=skipped)
     _reset_peak_memory(opts.device)
@@ -132,7 +135,7 @@ def _run_blocks(model: nn.Module, block_names: list[str], plan: dict[str, QuantS
     amp = _use_amp(device) if opts.amp is None else opts.amp
     blocks = [model.get_submodule(b) for b in block_names]
     work = WorkDir(opts.work_dir, _fingerprint(model, plan, opts, samples)) if opts.work_dir else None
-    first = work.start(opts.resume) if work else 0
+    first = distributed.main_then_broadcast(lambda: work.start(opts.resume)) if work else 0
     for i in range(first):
         layers, stats = work.load_block(i)
         _apply_layers(model, layers, qmodel)
@@ -149,10 +152,14 @@ def _run_blocks(model: nn.Module, block_names: list[str], plan: dict[str, QuantS
         fp_in = q_in = inputs.hidden
         if first:
             fp_in, q_in = work.load_chain(first - 1)
-    bar = tqdm(range(first, len(blocks)), desc="quantizing blocks", unit="block")
+    bar = tqdm(range(first, len(blocks)), desc="quantizing blocks", unit="block",
+               disable=not distributed.is_main())
+    placer = placer_for(opts, fp_in)
     for i in bar:
         block, name = blocks[i], block_names[i]
         block.to(device)
+        if placer is not None:
+            placer.place(block, name)
         targets = [(t, plan[t.name]) for t in find_targets(block, name) if plan.get(t.name) is not None]
         kw = move_kwargs(kwargs[i], device, next(block.parameters()).dtype)
         fp_in, q_in, stats = _quantize_block(block, targets, fp_in, q_in, kw, opts, i, amp, qmodel)
@@ -162,9 +169,11 @@ def _run_blocks(model: nn.Module, block_names: list[str], plan: dict[str, QuantS
             bar.set_postfix(loss=f"{stats['best_loss']:.3g}")
             log.info("%s: loss %.4g -> %.4g (best at iter %d)", name, stats["first_loss"], stats["best_loss"],
                      stats["best_iter"])
+        if placer is not None:
+            placer.release(block)
         if opts.low_gpu_mem_usage and device.type != "cpu":
             block.to("cpu")
-        if work is not None and fp_in is not None:
+        if work is not None and fp_in is not None and distributed.is_main():
             work.save_block(i, [qmodel.layers[t.name] for t, _ in targets], stats, fp_in, q_in)
 
 
@@ -214,15 +223,15 @@ def _tune(block: nn.Module, targets: list[tuple[Target, QuantScheme]], importanc
     device = torch.device(opts.device)
     learnables: list[Learnables] = []
     for t, s in targets:
-        w = t.weight2d().to(device)
+        w = t.weight2d()  # on its device_map device, else on the tuning device
         clip = search_clip(w, s, importance[t.name]) if not opts.disable_opt_rtn else \
-            torch.ones(scale_shape(tuple(w.shape), s), device=device)
-        learnables.append(make_learnables(t, s, clip, device))
+            torch.ones(scale_shape(tuple(w.shape), s), device=w.device)
+        learnables.append(make_learnables(t, s, clip, w.device))
     cfg = TuneConfig(iters=opts.iters, lr=opts.lr, minmax_lr=opts.minmax_lr, batch_size=opts.batch_size,
                      gradient_accumulate_steps=opts.gradient_accumulate_steps,
                      enable_minmax_tuning=opts.enable_minmax_tuning, not_use_best_mse=opts.not_use_best_mse,
                      adam=opts.adam, amp=amp, seed=opts.seed,
-                     compile=_use_compile(opts, device))
+                     compile=_use_compile(opts, device) and not spans_devices(block))
     st = _tune_with_retries(block, learnables, x, y, kwargs, cfg, device, opts.seed * 100_003 + index)
     if st.fell_back:
         log.warning("block %d: tuning did not lower the loss over all samples (%.4g vs %.4g at the start); "
@@ -246,6 +255,10 @@ def _tune_with_retries(block: nn.Module, learnables: list[Learnables], x: Tensor
             with torch.enable_grad():
                 return tune_block(block, learnables, x, y, kwargs, cfg, device, block_seed=seed)
         except torch.OutOfMemoryError:
+            if distributed.is_data_parallel():  # a retry on one rank alone would stall the others
+                raise QuantizeError(f"out of memory while tuning data-parallel (batch_size={cfg.batch_size} over "
+                                    f"{distributed.world_size()} ranks): lower --batch_size or --seqlen, or add "
+                                    "--low_gpu_mem_usage") from None
             if cfg.batch_size > 1:
                 cfg = replace(cfg, batch_size=cfg.batch_size // 2,
                               gradient_accumulate_steps=cfg.gradient_accumulate_steps * 2)
@@ -286,8 +299,9 @@ def _forward_all(block: nn.Module, x: Tensor, kwargs: dict[str, Any], opts: Quan
     device = torch.device(opts.device)
     outs = []
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        for i in range(0, x.shape[0], opts.batch_size):
-            out = call_block(block, x[i:i + opts.batch_size].to(device), kwargs)
+        bs = distributed.local_batch_size(opts.batch_size)  # every rank computes all samples
+        for i in range(0, x.shape[0], bs):
+            out = call_block(block, x[i:i + bs].to(device), kwargs)
             outs.append(out.to(x.device, x.dtype))
     return torch.cat(outs)
 

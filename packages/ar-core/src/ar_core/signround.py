@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ar_schemes import QuantResult, QuantScheme, quantize
 
+from . import distributed
 from .blocks import Target
 from .capture import call_block
 from .errors import QuantizeError
@@ -141,7 +142,7 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
     opt = torch.optim.AdamW([{"params": params_v, "lr": lr}, {"params": params_mm, "lr": minmax_lr}],
                             weight_decay=0) if cfg.adam else None
     n, bs, ga = q_inputs.shape[0], min(cfg.batch_size, q_inputs.shape[0]), cfg.gradient_accumulate_steps
-    batches = _batches(n, bs, block_seed)
+    batches = distributed.shard_batches(_batches(n, bs, block_seed))  # this rank's slice of each batch
     compute_dtype = torch.bfloat16 if cfg.amp else next(block.parameters()).dtype
     init_state = snapshot(learnables)
     best = _Best(learnables, keep=not cfg.not_use_best_mse, sync=torch.device(device).type == "cpu")
@@ -153,6 +154,7 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
                 loss = block_loss(block, q_inputs[idx], fp_targets[idx], kwargs, cfg.amp, device) / ga
                 loss.backward()
                 loss_sum += loss.detach()
+            distributed.average_grads(params_v + params_mm, loss_sum)  # data-parallel: every rank, same step
             best.update(loss_sum, it, learnables)
             if it % 25 == 0 or it == iters - 1:
                 best.check_finite()
@@ -197,6 +199,7 @@ class _Best:
 
     @torch.no_grad()
     def update(self, loss: Tensor, it: int, learnables: list[Learnables]) -> None:
+        loss = loss.to(self.loss.device)  # with a device_map the learnables may sit on another device
         if self.first is None:
             self.first = loss.clone()
         bad = ~torch.isfinite(loss) & (self.bad_iter < 0)
@@ -213,7 +216,8 @@ class _Best:
         self.iter = torch.where(improved, it, self.iter)
         if self.keep:
             for (v, lo, hi), lp in zip(self.state, learnables):
-                torch._foreach_copy_([v, lo, hi], [torch.where(improved, t.detach(), b)
+                imp = improved.to(v.device, non_blocking=True)
+                torch._foreach_copy_([v, lo, hi], [torch.where(imp, t.detach(), b)
                                                    for t, b in ((lp.v, v), (lp.min_scale, lo), (lp.max_scale, hi))])
 
     def check_finite(self) -> None:
@@ -229,11 +233,13 @@ class _Best:
 
 def _full_loss(block: torch.nn.Module, x: Tensor, y: Tensor, kwargs: dict[str, Any], cfg: TuneConfig,
                device: torch.device | str) -> float:
-    """Mean loss over every sample (the quantity both tuned and untuned weights are judged by)."""
-    bs = min(cfg.batch_size, x.shape[0])
-    total = sum(block_loss(block, x[i:i + bs], y[i:i + bs], kwargs, cfg.amp, device).item() * len(x[i:i + bs])
-                for i in range(0, x.shape[0], bs))
-    return total / x.shape[0]
+    """Mean loss over every sample (the quantity both tuned and untuned weights are judged by);
+    data-parallel ranks score contiguous shards and add up."""
+    bs = distributed.local_batch_size(min(cfg.batch_size, x.shape[0]))
+    lo, hi = distributed.shard_range(x.shape[0])
+    total = sum(block_loss(block, x[i:min(i + bs, hi)], y[i:min(i + bs, hi)], kwargs, cfg.amp, device).item()
+                * len(x[i:min(i + bs, hi)]) for i in range(lo, hi, bs))
+    return distributed.all_reduce_sum(total) / x.shape[0]
 
 
 @torch.no_grad()
