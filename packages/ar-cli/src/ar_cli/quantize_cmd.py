@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ar_schemes import ArError, get_scheme, resolve_layer_schemes
+from ar_schemes import ArError, QuantScheme, get_scheme, resolve_layer_schemes
 
 from .models import check_model_arg, resolve_model
 
@@ -32,6 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--layer_config", help="JSON or a .json file: {layer or regex: scheme or overrides}")
     g.add_argument("--ignore_layers", default="", help="comma-separated names or regexes kept 16-bit")
     g.add_argument("--quant_lm_head", action="store_true")
+    g.add_argument("--avg_bits", type=float, help="AutoScheme: average bits per weight (scales and zero points "
+                   "included) to meet by choosing a scheme per layer among --options")
+    g.add_argument("--options", help="AutoScheme: schemes to choose from, comma-separated (W2A16G64,W4A16)")
+    g.add_argument("--ignore_scale_zp_bits", action="store_true", help="AutoScheme: count weight bits only")
     g = p.add_argument_group("tuning")
     g.add_argument("--recipe", choices=["default", "best", "light", "opt-rtn", "rtn"])
     g.add_argument("--iters", type=int)
@@ -69,16 +73,18 @@ def build_plan(args: argparse.Namespace) -> dict[str, Any]:
     from ar_core import QuantizeOptions, recipe_options
     from ar_export import check_formats, parse_formats
     overrides = {"bits": args.bits, "group_size": args.group_size, "sym": False if args.asym else None}
-    scheme = get_scheme(args.scheme, **overrides)
+    auto = _auto_scheme(args)
+    scheme = auto or get_scheme(args.scheme, **overrides)
     formats = parse_formats(args.format)
-    check_formats(formats, {"model.layers.0.mlp.down_proj": scheme})
+    probe = [get_scheme(o) for o in auto.options] if auto else [scheme]
+    check_formats(formats, {f"model.layers.{i}.mlp.down_proj": s for i, s in enumerate(probe)})
     check_model_arg(args.model)
     opts = recipe_options(args.recipe) if args.recipe else {}
     flags = {k: getattr(args, k) for k in ("iters", "lr", "minmax_lr", "nsamples", "seqlen", "batch_size",
                                            "gradient_accumulate_steps") if getattr(args, k) is not None}
     opts.update(flags)
     layer_config = _layer_config(args.layer_config)
-    resolve_layer_schemes([], scheme, layer_config)  # every value parsed now, before loading
+    resolve_layer_schemes([], probe[0], layer_config)  # every value parsed now, before loading
     opts.update(seed=args.seed, layer_config=layer_config, ignore_layers=args.ignore_layers,
                 quant_lm_head=args.quant_lm_head, not_use_best_mse=args.not_use_best_mse,
                 enable_minmax_tuning=not args.disable_minmax_tuning,
@@ -94,6 +100,19 @@ def build_plan(args: argparse.Namespace) -> dict[str, Any]:
     _check_output(args)
     _check_disk_space(args, len(formats))
     return {"scheme": scheme, "formats": formats, "options": opts}
+
+
+def _auto_scheme(args: argparse.Namespace):
+    """AutoScheme from --avg_bits / --options, validated now (each option a scheme, avg_bits reachable)."""
+    if args.avg_bits is None and not args.options:
+        return None
+    if args.avg_bits is None or not args.options:
+        raise ArError("--avg_bits and --options go together (AutoScheme), e.g. --avg_bits 3.0 --options W2A16G64,W4A16")
+    if args.bits is not None or args.group_size is not None or args.asym:
+        raise ArError("--bits / --group_size / --asym shape one scheme; with --avg_bits name each candidate in "
+                      "--options (e.g. W2A16G64,W4A16G64) or fix layers with --layer_config")
+    from ar_core import AutoScheme
+    return AutoScheme(avg_bits=args.avg_bits, options=args.options, ignore_scale_zp_bits=args.ignore_scale_zp_bits)
 
 
 def _layer_config(value: str | None) -> dict[str, Any]:
@@ -155,7 +174,9 @@ def run(args: argparse.Namespace) -> int:
     plan = build_plan(args)
     opts = plan["options"]
     from ar_calib import load_samples, validate_dataset_spec
-    needs_data = opts.get("iters", 200) > 0 or not opts.get("disable_opt_rtn", False)
+    auto = plan["scheme"] if not isinstance(plan["scheme"], QuantScheme) else None
+    tuning_data = opts.get("iters", 200) > 0 or not opts.get("disable_opt_rtn", False)
+    needs_data = tuning_data or auto is not None
     dataset = args.dataset
     if needs_data and dataset is not None:
         validate_dataset_spec(dataset)
@@ -167,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
     if needs_data:
         from ar_core import QuantizeOptions
         o = QuantizeOptions.build(**opts)
-        samples = load_samples(dataset, tok, o.nsamples, o.seqlen, seed=o.seed)
+        n = max(o.nsamples if tuning_data else 0, auto.nsamples if auto else 0)
+        samples = load_samples(dataset, tok, n, o.seqlen, seed=o.seed)
     model = _load_model(model_path)
     return _quantize_and_save(args, plan, model, tok, samples, start)
 
@@ -186,8 +208,9 @@ def _quantize_and_save(args, plan, model, tok, samples, start: float) -> int:
     import ar_export
     from ar_core import QuantizeOptions
     o = QuantizeOptions.build(**plan["options"])
-    layer_schemes, _ = ar_core.plan_layers(model, ar_core.find_blocks(model), plan["scheme"], o)
-    ar_export.check_formats(plan["formats"], layer_schemes)
+    if isinstance(plan["scheme"], QuantScheme):  # an AutoScheme's layers are known after its search
+        layer_schemes, _ = ar_core.plan_layers(model, ar_core.find_blocks(model), plan["scheme"], o)
+        ar_export.check_formats(plan["formats"], layer_schemes)
     ppl_before = _ppl(model, tok, args) if args.ppl_text else None
     qmodel = ar_core.quantize(model, tok, plan["scheme"], samples, **plan["options"])
     paths = ar_export.save(qmodel, model, tok, args.output_dir, plan["formats"], max_shard_size=args.max_shard_size)
@@ -217,6 +240,10 @@ def _summary(qmodel, paths, seconds: float, before: float | None, after: float |
     print(f"quantized {st['layers_quantized']} layers ({st['layers_skipped']} kept 16-bit) in {seconds:.1f} s, "
           f"peak memory {st['peak_memory_gb']} GB" + (f", mean block loss {sum(losses) / len(losses):.4g}"
                                                       if losses else ""))
+    if "auto_scheme" in st:
+        a = st["auto_scheme"]
+        print(f"AutoScheme: {a['avg_bits']:.4f} bits per weight on average (target {a['target_bits']}, "
+              f"{a['total_params']} weights)")
     if before is not None:
         print(f"perplexity before: {before:.4f}")
     if after is not None:

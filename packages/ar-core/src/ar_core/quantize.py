@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -32,12 +32,15 @@ from .resume import WorkDir
 from .rtn import optimized_rtn, rtn, search_clip
 from .signround import Learnables, TuneConfig, make_learnables, restore, snapshot, tune_block
 
+if TYPE_CHECKING:
+    from .autoscheme import AutoScheme
+
 log = logging.getLogger("ar")
 
 Dataset = Tensor | Sequence[Tensor] | Callable[..., Sequence[Tensor]]
 
 
-def quantize(model: nn.Module, tokenizer: Any = None, scheme: str | dict | QuantScheme = "W4A16",
+def quantize(model: nn.Module, tokenizer: Any = None, scheme: str | dict | QuantScheme | AutoScheme = "W4A16",
              dataset: Dataset | None = None, **options: Any) -> QuantizedModel:
     """Quantize every decoder-block weight of a transformers causal LM, block by block.
 
@@ -45,9 +48,14 @@ def quantize(model: nn.Module, tokenizer: Any = None, scheme: str | dict | Quant
     ``(tokenizer, nsamples, seqlen, seed) -> samples`` such as ``ar_calib.load_samples``.
     ``options``: see :class:`ar_core.QuantizeOptions` (iters=0 is optimized RTN; add
     disable_opt_rtn=True for plain RTN). The model is left fake-quantized in place.
+    ``scheme=AutoScheme(avg_bits, options)`` first picks a scheme per layer (mixed precision).
 
     >>> qmodel = quantize(model, tok, "W4A16", samples, iters=50)  # doctest: +SKIP
     """
+    from .autoscheme import AutoScheme, plan_auto_scheme  # imported here: autoscheme imports this module
+    auto_report = None
+    if isinstance(scheme, AutoScheme):
+        scheme, options, auto_report = plan_auto_scheme(model, tokenizer, scheme, dataset, options)
     opts = QuantizeOptions.build(**options)
     default = get_scheme(scheme)
     start = time.time()
@@ -67,6 +75,8 @@ def quantize(model: nn.Module, tokenizer: Any = None, scheme: str | dict | Quant
     _quantize_lm_head(model, plan, opts, qmodel)
     qmodel.stats.update(seconds=round(time.time() - start, 1), peak_memory_gb=_peak_memory_gb(opts.device),
                         layers_quantized=len(qmodel.layers), layers_skipped=len(qmodel.skipped))
+    if auto_report is not None:
+        qmodel.stats["auto_scheme"] = auto_report.summary()
     return qmodel
 
 
