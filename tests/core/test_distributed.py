@@ -22,7 +22,7 @@ def _samples(n=8, seq=32, seed=0):
 
 
 def _result(q):
-    return {"layers": {n: (l.codes, l.scale, l.zero) for n, l in q.layers.items()},
+    return {"layers": {n: (x.codes, x.scale, x.zero) for n, x in q.layers.items()},
             "blocks": [{k: b.get(k) for k in ("first_loss", "best_loss", "best_iter", "start_loss", "tuned_loss")}
                        for b in q.stats["blocks"]]}
 

@@ -12,6 +12,7 @@ from typing import Any
 from ar_schemes import ArError, QuantScheme, get_scheme, resolve_layer_schemes
 
 from .models import check_model_arg, resolve_model
+from .multi_device import check_devices, is_multi_process, launch
 
 log = logging.getLogger("ar")
 
@@ -23,7 +24,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--output_dir", default="./ar_output", help="where the checkpoint(s) go")
     g.add_argument("--format", default="auto_round", help="one or more of `ar list formats`, comma-separated")
     g.add_argument("--max_shard_size", default="5GB")
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...; a list (0,1 or cuda:0,cuda:1) tunes "
+                   "data-parallel, one process per GPU, --batch_size being the global batch")
+    g.add_argument("--device_map", help="split each block over devices while tuning: auto, a list (0,1) or JSON "
+                   '{"self_attn": 0, "mlp": 1}')
     g = p.add_argument_group("scheme")
     g.add_argument("--scheme", default="W4A16", help="a preset of `ar list schemes`")
     g.add_argument("--bits", type=int)
@@ -96,7 +100,7 @@ def build_plan(args: argparse.Namespace) -> dict[str, Any]:
     if args.disable_opt_rtn:
         opts["disable_opt_rtn"] = True
     QuantizeOptions.build(**opts)  # validates every value now
-    _check_device(args.device)
+    check_devices(args, opts, _check_device)  # --device (one or a data-parallel list) and --device_map
     _check_output(args)
     _check_disk_space(args, len(formats))
     return {"scheme": scheme, "formats": formats, "options": opts}
@@ -190,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
         o = QuantizeOptions.build(**opts)
         n = max(o.nsamples if tuning_data else 0, auto.nsamples if auto else 0)
         samples = load_samples(dataset, tok, n, o.seqlen, seed=o.seed)
+    if is_multi_process(args):  # data-parallel: one process per device, or this one as a torchrun rank
+        return launch(args, plan, model_path, samples, start)
     model = _load_model(model_path)
     return _quantize_and_save(args, plan, model, tok, samples, start)
 

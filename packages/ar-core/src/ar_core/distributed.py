@@ -263,10 +263,9 @@ def _rank_device(device: str) -> str:
 
 @torch.no_grad()
 def _fingerprint(opts: QuantizeOptions, model: nn.Module) -> tuple[Any, ...]:
-    rec = opts.record()
-    first = next(model.parameters())
-    return (repr(sorted(rec.items())), type(model).__name__, sum(p.numel() for p in model.parameters()),
-            round(float(first.float().abs().sum()), 3))
+    first = next(model.parameters()).detach().reshape(-1)[:1 << 20]  # a cheap look at the weights
+    return (repr(sorted(opts.record().items())), repr(sorted(opts.layer_config.items(), key=str)),
+            type(model).__name__, sum(p.numel() for p in model.parameters()), float(first.float().abs().sum()))
 
 
 # ---- launching --------------------------------------------------------------------------------

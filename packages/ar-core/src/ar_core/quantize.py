@@ -220,7 +220,7 @@ def _quantize_block(block: nn.Module, targets: list[tuple[Target, QuantScheme]],
                       opts, index, amp, qmodel)
     else:
         for t, s in targets:
-            w = t.weight2d().to(device)
+            w = t.weight2d()  # on its device_map device (with its importance), else on the tuning device
             res = rtn(w, s) if opts.disable_opt_rtn else optimized_rtn(w, s, importance[t.name])[0]
             _record(t, s, res, qmodel)
     q_out = _forward_all(block, q_in, kwargs, opts, amp) if opts.enable_quanted_input else fp_out
