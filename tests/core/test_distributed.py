@@ -180,6 +180,7 @@ def test_auto_plan_moves_whole_submodules():
     placer.release(block)
     assert set(plan.values()) == {"cpu"} and len(plan) >= 2
     assert "model.layers.0.mlp.down_proj" in plan or "model.layers.0.mlp" in plan
+    assert BlockPlacer(parse_device_map("cpu"), "cpu").place(block, "model.layers.0") == {}  # nothing to split
 
 
 def test_unknown_device_map_key_refused():

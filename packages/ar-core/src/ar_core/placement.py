@@ -179,7 +179,10 @@ class BlockPlacer:
         self.plans: list[dict[str, str]] = []  # module name -> device, per placed block (for logs and tests)
 
     def place(self, block: nn.Module, block_name: str) -> dict[str, str]:
-        """Move ``block``'s modules to their devices and hook them; returns {module name: device}."""
+        """Move ``block``'s modules to their devices and hook them; returns {module name: device}
+        (empty, and nothing hooked, when the map is just the tuning device)."""
+        if not self.map.is_explicit and list(self.map.devices) == [str(self.main)]:
+            return {}
         targets = find_targets(block, block_name)
         per_module = self._assign(block, block_name, targets)
         plan = {}
@@ -189,7 +192,7 @@ class BlockPlacer:
             self.handles.append(module.register_forward_hook(_output_to(self.main)))
             plan[name] = dev
         self.plans.append(plan)
-        log.info("%s split over devices: %s", block_name, plan)
+        (log.info if len(self.plans) == 1 else log.debug)("%s split over devices: %s", block_name, plan)
         return plan
 
     def release(self, block: nn.Module) -> None:
