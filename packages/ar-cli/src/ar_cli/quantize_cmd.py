@@ -62,6 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--disable_torch_compile", action="store_true", help="never compile; tune eagerly")
     g.add_argument("--enable_deterministic_algorithms", action="store_true")
     g.add_argument("--adam", action="store_true")
+    g.add_argument("--enable_alg_ext", action="store_true",
+                   help="searched sym-int/MX/NVFP4 start, clip range [0, 2], outlier-robust loss at <= 3 bits")
     g.add_argument("--disable_amp", action="store_true", help="tune in the model dtype, no bf16 autocast")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --output_dir")
     g = p.add_argument_group("evaluation")
@@ -95,6 +97,7 @@ def build_plan(args: argparse.Namespace) -> dict[str, Any]:
                 enable_quanted_input=not args.disable_quanted_input, low_gpu_mem_usage=args.low_gpu_mem_usage,
                 device=args.device, enable_torch_compile=True if args.enable_torch_compile else False if args.disable_torch_compile else None,
                 enable_deterministic_algorithms=args.enable_deterministic_algorithms, adam=args.adam,
+                enable_alg_ext=args.enable_alg_ext,
                 amp=False if args.disable_amp else None, resume=args.resume,
                 work_dir=str(Path(args.output_dir).resolve().with_name(Path(args.output_dir).name + ".ar-work")))
     if args.disable_opt_rtn:

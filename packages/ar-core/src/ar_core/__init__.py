@@ -16,7 +16,7 @@ from .placement import DeviceMap, parse_device_map, plan_device_map
 
 # building blocks, for tools that drive the loop themselves
 from .blocks import Target, find_blocks, find_targets
-from .rtn import optimized_rtn, rtn, search_clip
+from .rtn import optimized_rtn, rtn, search_clip, search_range
 from .signround import TuneConfig, tune_block
 
 # errors
@@ -27,6 +27,6 @@ __all__ = [
     "quantize", "plan_layers", "unsupported_shape", "QuantizeOptions", "RECIPES", "recipe_options",
     "AutoScheme", "AutoSchemeReport", "choose_schemes", "gradient_stats", "layer_bits", "nominal_bits", "solve_budget",
     "WorldInfo", "init_distributed", "parse_devices", "spawn", "DeviceMap", "parse_device_map", "plan_device_map",
-    "Target", "find_blocks", "find_targets", "optimized_rtn", "rtn", "search_clip", "TuneConfig", "tune_block",
+    "Target", "find_blocks", "find_targets", "optimized_rtn", "rtn", "search_clip", "search_range", "TuneConfig", "tune_block",
     "QuantizeError",
 ]

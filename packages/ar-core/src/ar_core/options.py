@@ -32,6 +32,7 @@ class QuantizeOptions:
     enable_torch_compile: bool | None = None  # None: on for CUDA, and on CPU for long enough runs
     enable_deterministic_algorithms: bool = False
     adam: bool = False
+    enable_alg_ext: bool = False  # searched sym-int/MX/NV start, clip range [0, 2], robust loss at <= 3 bits
     amp: bool | None = None  # None: bf16 autocast where the device computes bf16 fast
     work_dir: str | None = None  # per-block checkpoints for --resume
     resume: bool = False

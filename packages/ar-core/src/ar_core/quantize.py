@@ -14,10 +14,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ar_schemes import (
+    GGUF_FILE_TYPES,
     QuantizedLayer,
     QuantizedModel,
     QuantScheme,
     get_scheme,
+    gguf_layer_schemes,
     resolve_layer_schemes,
     scale_shape,
 )
@@ -29,8 +31,8 @@ from .errors import QuantizeError
 from .options import QuantizeOptions
 from .placement import placer_for, spans_devices
 from .resume import WorkDir
-from .rtn import optimized_rtn, rtn, search_clip
-from .signround import Learnables, TuneConfig, make_learnables, restore, snapshot, tune_block
+from .rtn import EXT_CLIP_MAX, optimized_rtn, rtn, search_range
+from .signround import CLIP_MAX, Learnables, TuneConfig, make_learnables, restore, snapshot, tune_block
 
 if TYPE_CHECKING:
     from .autoscheme import AutoScheme
@@ -90,6 +92,10 @@ def plan_layers(model: nn.Module, block_names: list[str], default: QuantScheme, 
         targets.append(head)
     plan = resolve_layer_schemes([t.name for t in targets], default, opts.layer_config, opts.ignore_layers)
     reasons = {n: "ignored by layer_config / ignore_layers" for n, s in plan.items() if s is None}
+    for name, s in _gguf_mix(model, targets, plan, default).items():
+        plan[name] = s
+        if s is None:
+            reasons[name] = "no ggml type of the GGUF mix fits its row length"
     if head is not None and not opts.quant_lm_head and head.name not in opts.layer_config:
         plan[head.name] = None
         reasons[head.name] = "lm_head stays 16-bit (pass quant_lm_head to quantize it)"
@@ -105,6 +111,22 @@ def plan_layers(model: nn.Module, block_names: list[str], default: QuantScheme, 
     for name, why in reasons.items():
         log.info("keeping %s in 16-bit: %s", name, why)
     return plan, reasons
+
+
+def _gguf_mix(model: nn.Module, targets: list[Target], plan: dict[str, QuantScheme | None],
+              default: QuantScheme) -> dict[str, QuantScheme | None]:
+    """A GGUF file-type preset (``GGUF:Q4_K_M``) types the layers left at it as llama.cpp's mix
+    does (attn_v / ffn_down get more bits, rows that are not whole blocks fall back), so each
+    layer is searched and tuned in the ggml type the GGUF exporter will write."""
+    if default.data_type not in ("int_dq", "int_ggml") or (default.gguf or "").lower() not in GGUF_FILE_TYPES:
+        return {}
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    heads = int(getattr(cfg, "num_attention_heads", 1) or 1)
+    n_gqa = heads // int(getattr(cfg, "num_key_value_heads", None) or heads)
+    n_expert = int(getattr(cfg, "num_local_experts", 0) or getattr(cfg, "num_experts", 0) or 0)
+    names = [t.name for t in targets if plan[t.name] == default]
+    return gguf_layer_schemes(default, names, int(cfg.num_hidden_layers), shapes={t.name: t.shape for t in targets},
+                              n_gqa=n_gqa, n_expert=n_expert)
 
 
 def unsupported_shape(shape: tuple[int, int], scheme: QuantScheme) -> str | None:
@@ -146,12 +168,6 @@ def _run_blocks(model: nn.Module, block_names: list[str], plan: dict[str, QuantS
     blocks = [model.get_submodule(b) for b in block_names]
     work = WorkDir(opts.work_dir, _fingerprint(model, plan, opts, samples)) if opts.work_dir else None
     first = distributed.main_then_broadcast(lambda: work.start(opts.resume)) if work else 0
-    for i in range(first):
-        layers, stats = work.load_block(i)
-        _apply_layers(model, layers, qmodel)
-        qmodel.stats.setdefault("blocks", []).append(stats)
-    if first:
-        log.info("resuming after block %d of %d", first, len(blocks))
     if samples is None:
         fp_in = q_in = None
         kwargs: list[dict[str, Any]] = [{} for _ in blocks]
@@ -160,8 +176,22 @@ def _run_blocks(model: nn.Module, block_names: list[str], plan: dict[str, QuantS
         inputs = _capture(model, blocks, samples, device, cache)
         kwargs = inputs.kwargs
         fp_in = q_in = inputs.hidden
-        if first:
-            fp_in, q_in = work.load_chain(first - 1)
+    if first:
+        log.info("resuming after block %d of %d (recomputing its activations)", first, len(blocks))
+    for i in range(first):  # resume: finished blocks are loaded, and their outputs recomputed
+        layers, stats = work.load_block(i)
+        qmodel.stats.setdefault("blocks", []).append(stats)
+        if fp_in is None:
+            _apply_layers(model, layers, qmodel)
+            continue
+        blocks[i].to(device)
+        kw = move_kwargs(kwargs[i], device, next(blocks[i].parameters()).dtype)
+        fp_out = _forward_all(blocks[i], fp_in, kw, opts, amp, inplace=_fp_inplace(fp_in, q_in, opts))
+        _apply_layers(model, layers, qmodel)
+        q_in = _forward_all(blocks[i], q_in, kw, opts, amp, inplace=True) if opts.enable_quanted_input else fp_out
+        fp_in = fp_out
+        if opts.low_gpu_mem_usage and device.type != "cpu":
+            blocks[i].to("cpu")
     bar = tqdm(range(first, len(blocks)), desc="quantizing blocks", unit="block",
                disable=not distributed.is_main())
     placer = placer_for(opts, fp_in)
@@ -177,14 +207,16 @@ def _run_blocks(model: nn.Module, block_names: list[str], plan: dict[str, QuantS
         qmodel.stats.setdefault("blocks", []).append(stats)
         if "best_loss" in stats:
             bar.set_postfix(loss=f"{stats['best_loss']:.3g}")
-            log.info("%s: loss %.4g -> %.4g (best at iter %d)", name, stats["first_loss"], stats["best_loss"],
-                     stats["best_iter"])
+            sec = stats.get("seconds", {})
+            log.info("%s: loss %.4g -> %.4g (best at iter %d); %.1f s (%s)", name, stats["first_loss"],
+                     stats["best_loss"], stats["best_iter"], sum(sec.values()),
+                     ", ".join(f"{k} {v:.1f}" for k, v in sec.items()))
         if placer is not None:
             placer.release(block)
         if opts.low_gpu_mem_usage and device.type != "cpu":
             block.to("cpu")
-        if work is not None and fp_in is not None and distributed.is_main():
-            work.save_block(i, [qmodel.layers[t.name] for t, _ in targets], stats, fp_in, q_in)
+        if work is not None and distributed.is_main():
+            work.save_block(i, [qmodel.layers[t.name] for t, _ in targets], stats)
 
 
 def _capture(model: nn.Module, blocks: list[nn.Module], samples: Tensor, device: torch.device,
@@ -207,41 +239,47 @@ def _quantize_block(block: nn.Module, targets: list[tuple[Target, QuantScheme]],
         for t, s in targets:
             _record(t, s, rtn(t.weight2d().to(device), s), qmodel)
         return None, None, stats
+    timer = _Timer(device)
     imatrix = _imatrix_hooks(targets)
-    fp_out = _forward_all(block, fp_in, kwargs, opts, amp)
+    fp_out = _forward_all(block, fp_in, kwargs, opts, amp, inplace=_fp_inplace(fp_in, q_in, opts))
     if not torch.isfinite(fp_out).all():
         raise QuantizeError(f"block {index} of the full-precision model gives NaN/Inf activations on the "
                             "calibration samples; check the model weights, or use --disable_amp if bf16 overflows")
     importance = {t.name: imatrix.pop(t.name, None) for t, _ in targets}
     for h in imatrix.pop("__handles__"):
         h.remove()
+    timer.lap("fp_forward")
     if opts.iters > 0 and targets:
         stats = _tune(block, targets, importance, q_in if opts.enable_quanted_input else fp_in, fp_out, kwargs,
-                      opts, index, amp, qmodel)
+                      opts, index, amp, qmodel, timer)
     else:
         for t, s in targets:
             w = t.weight2d()  # on its device_map device (with its importance), else on the tuning device
-            res = rtn(w, s) if opts.disable_opt_rtn else optimized_rtn(w, s, importance[t.name])[0]
+            res = rtn(w, s) if opts.disable_opt_rtn else \
+                optimized_rtn(w, s, importance[t.name], opts.enable_alg_ext)[0]
             _record(t, s, res, qmodel)
-    q_out = _forward_all(block, q_in, kwargs, opts, amp) if opts.enable_quanted_input else fp_out
+    timer.lap("quantize")
+    q_out = _forward_all(block, q_in, kwargs, opts, amp, inplace=True) if opts.enable_quanted_input else fp_out
+    timer.lap("q_forward")
+    stats["seconds"] = timer.seconds
     return fp_out, q_out, stats
 
 
 def _tune(block: nn.Module, targets: list[tuple[Target, QuantScheme]], importance: dict[str, Tensor | None],
           x: Tensor, y: Tensor, kwargs: dict[str, Any], opts: QuantizeOptions, index: int, amp: bool,
-          qmodel: QuantizedModel) -> dict[str, Any]:
+          qmodel: QuantizedModel, timer: _Timer) -> dict[str, Any]:
     device = torch.device(opts.device)
     learnables: list[Learnables] = []
     for t, s in targets:
         w = t.weight2d()  # on its device_map device, else on the tuning device
-        clip = search_clip(w, s, importance[t.name]) if not opts.disable_opt_rtn else \
-            torch.ones(scale_shape(tuple(w.shape), s), device=w.device)
-        learnables.append(make_learnables(t, s, clip, w.device))
+        learnables.append(_start(t, s, w, importance[t.name], opts))
     cfg = TuneConfig(iters=opts.iters, lr=opts.lr, minmax_lr=opts.minmax_lr, batch_size=opts.batch_size,
                      gradient_accumulate_steps=opts.gradient_accumulate_steps,
                      enable_minmax_tuning=opts.enable_minmax_tuning, not_use_best_mse=opts.not_use_best_mse,
                      adam=opts.adam, amp=amp, seed=opts.seed,
-                     compile=_use_compile(opts, device) and not spans_devices(block))
+                     compile=_use_compile(opts, device) and not spans_devices(block),
+                     robust_loss=opts.enable_alg_ext and min(s.bits for _, s in targets) <= 3)
+    timer.lap("search")
     st = _tune_with_retries(block, learnables, x, y, kwargs, cfg, device, opts.seed * 100_003 + index)
     if st.fell_back:
         log.warning("block %d: tuning did not lower the loss over all samples (%.4g vs %.4g at the start); "
@@ -254,12 +292,24 @@ def _tune(block: nn.Module, targets: list[tuple[Target, QuantScheme]], importanc
             "start_loss": st.start_loss, "tuned_loss": st.tuned_loss, "fell_back": st.fell_back}
 
 
+def _start(t: Target, s: QuantScheme, w: Tensor, imatrix: Tensor | None, opts: QuantizeOptions) -> Learnables:
+    """Learnables at the optimized-RTN range (the plain range with disable_opt_rtn). GGUF types
+    keep theirs frozen: their scales come from the weighted least-squares search, and moving the
+    range would re-quantize every sub-group scale of a super-block; only v is tuned."""
+    if opts.disable_opt_rtn:
+        lo = hi = torch.ones(scale_shape(tuple(w.shape), s), device=w.device)
+    else:
+        lo, hi = search_range(w, s, imatrix, opts.enable_alg_ext)
+    return make_learnables(t, s, (lo, hi), w.device, clip_max=EXT_CLIP_MAX if opts.enable_alg_ext else CLIP_MAX,
+                           tune_range=s.data_type not in ("int_dq", "int_ggml"))
+
+
 def _tune_with_retries(block: nn.Module, learnables: list[Learnables], x: Tensor, y: Tensor,
                        kwargs: dict[str, Any], cfg: TuneConfig, device: torch.device, seed: int):
     """Tune; on out-of-memory retry with half the micro-batch and twice the accumulation (the same
     effective batch) down to one sample, then with the cached activations moved to the CPU
     (as --low_gpu_mem_usage does), before failing."""
-    start = snapshot(learnables)
+    start = snapshot(learnables, with_v=False)  # fresh learnables: v is 0
     while True:
         try:
             with torch.enable_grad():
@@ -304,16 +354,27 @@ def _apply_layers(model: nn.Module, layers: list[QuantizedLayer], qmodel: Quanti
         qmodel.layers[layer.name] = layer
 
 
-def _forward_all(block: nn.Module, x: Tensor, kwargs: dict[str, Any], opts: QuantizeOptions, amp: bool) -> Tensor:
-    """Block outputs for all samples, in batches, stored like the inputs."""
+def _forward_all(block: nn.Module, x: Tensor, kwargs: dict[str, Any], opts: QuantizeOptions, amp: bool,
+                 inplace: bool = False) -> Tensor:
+    """Block outputs for all samples, in batches, stored like the inputs; ``inplace`` writes them
+    over ``x`` (one activation cache less on the device)."""
     device = torch.device(opts.device)
     outs = []
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         bs = distributed.local_batch_size(opts.batch_size)  # every rank computes all samples
         for i in range(0, x.shape[0], bs):
-            out = call_block(block, x[i:i + bs].to(device), kwargs)
-            outs.append(out.to(x.device, x.dtype))
-    return torch.cat(outs)
+            out = call_block(block, x[i:i + bs].to(device), kwargs).to(x.device, x.dtype)
+            if inplace:
+                x[i:i + bs] = out
+            else:
+                outs.append(out)
+    return x if inplace else torch.cat(outs)
+
+
+def _fp_inplace(fp_in: Tensor, q_in: Tensor, opts: QuantizeOptions) -> bool:
+    """The fp chain may overwrite its input unless tuning reads it (no quantized chain) or the
+    quantized chain still shares it (block 0)."""
+    return opts.enable_quanted_input and fp_in is not q_in
 
 
 def _imatrix_hooks(targets: list[tuple[Target, QuantScheme]]) -> dict[str, Any]:
@@ -343,6 +404,20 @@ def _quantize_lm_head(model: nn.Module, plan: dict[str, QuantScheme | None], opt
 
 
 # ---- small helpers ---------------------------------------------------------------------------
+class _Timer:
+    """Seconds of each phase of a block (synchronised on CUDA so the numbers are the GPU's)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.start, self.seconds = device, time.perf_counter(), {}
+
+    def lap(self, name: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self.start, 3)
+        self.start = now
+
+
 def _use_amp(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

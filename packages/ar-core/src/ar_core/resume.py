@@ -1,8 +1,9 @@
 """Per-block checkpoints so an interrupted run continues from the last finished block.
 
 Layout of the work directory: ``manifest.json`` (what run this is), ``block_XXXX.pt`` (the
-quantized layers of each finished block) and ``chain.pt`` (the fp and quantized-chain inputs
-of the next block). Every file is written to a temporary name and renamed into place.
+quantized layers of each finished block) and ``progress.json``. Every file is written to a
+temporary name and renamed into place. Activations are not kept: on resume the calibration
+inputs are run through the finished blocks again (forward only, seconds).
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from ar_schemes import QuantizedLayer, QuantScheme
 
@@ -63,13 +63,11 @@ class WorkDir:
         progress = self.path / "progress.json"
         return json.loads(progress.read_text())["finished"] if progress.exists() else 0
 
-    def save_block(self, index: int, layers: list[QuantizedLayer], stats: dict[str, Any],
-                   fp_in: Tensor, q_in: Tensor) -> None:
-        """Block file, then the next block's inputs, then the progress marker: a kill between
-        any two leaves a state that resumes at this block or the next."""
+    def save_block(self, index: int, layers: list[QuantizedLayer], stats: dict[str, Any]) -> None:
+        """Block file, then the progress marker: a kill between the two resumes at this block.
+        Activations are not saved: a resumed run recomputes them through the finished blocks."""
         _atomic_save({"layers": [_layer_state(x) for x in layers], "stats": stats},
                      self.path / f"block_{index:04d}.pt")
-        _atomic_save({"fp_in": fp_in, "q_in": q_in, "after_block": index}, self.path / "chain.pt")
         tmp = self.path / "progress.json.tmp"
         tmp.write_text(json.dumps({"finished": index + 1}))
         os.replace(tmp, self.path / "progress.json")
@@ -77,10 +75,3 @@ class WorkDir:
     def load_block(self, index: int) -> tuple[list[QuantizedLayer], dict[str, Any]]:
         state = torch.load(self.path / f"block_{index:04d}.pt", weights_only=False)
         return [_layer_from_state(s) for s in state["layers"]], state["stats"]
-
-    def load_chain(self, expect_after: int) -> tuple[Tensor, Tensor]:
-        state = torch.load(self.path / "chain.pt", weights_only=False)
-        if state["after_block"] != expect_after:
-            raise QuantizeError(f"resume state in {self.path} is inconsistent (chain after block "
-                                f"{state['after_block']}, blocks finished {expect_after + 1}); rerun without --resume")
-        return state["fp_in"], state["q_in"]

@@ -2,10 +2,13 @@
 
 For each quantized weight W (rows, in) we learn
   v          (rows, in)  rounding offset added before rounding, kept in [-0.5, 0.5];
-  min_scale  (groups)    multiplier of each group's min, kept in [0, CLIP_MAX];
-  max_scale  (groups)    multiplier of each group's max, kept in [0, CLIP_MAX];
+  min_scale  (groups)    multiplier of each group's min, kept in [0, clip_max];
+  max_scale  (groups)    multiplier of each group's max, kept in [0, clip_max];
+(clip_max is CLIP_MAX, 2.0 with enable_alg_ext; GGUF types keep their searched multipliers, so
+their sub-group and super-block scales stay as searched and only v moves)
 and minimise the MSE between the block's output with quantized weights on the quantized-chain
-input and the full-precision block's output on the full-precision input (computed once).
+input and the full-precision block's output on the full-precision input (computed once); with
+``robust_loss`` tokens of outsized norm count by their relative error (:func:`token_weights`).
 The step is signed gradient descent, p -= lr_t * sign(grad), with lr decaying linearly to 0;
 the parameters of the iteration with the lowest loss are kept.
 """
@@ -29,6 +32,7 @@ from .errors import QuantizeError
 
 log = logging.getLogger("ar")
 CLIP_MAX = 1.25  # clip multipliers may shrink a group's range or widen it by a quarter
+OUTLIER_RATIO = 4.0  # robust loss: tokens above 4x the median mean square (2x its RMS) count relatively
 
 
 @dataclass(frozen=True)
@@ -46,18 +50,20 @@ class TuneConfig:
     amp: bool = True
     seed: int = 42
     compile: bool = False  # run the block (its quantize-dequantize included) under torch.compile
+    robust_loss: bool = False  # token-weighted loss (see token_weights); enable_alg_ext at <= 3 bits
 
 
 @dataclass
 class Learnables:
-    """The tuned parameters of one weight, fp32 on the tuning device."""
+    """The tuned parameters (fp32) of one weight, beside the weight itself in its own dtype."""
 
     target: Target
     scheme: QuantScheme
-    weight: Tensor  # (rows, in) fp32 copy of the original weight
+    weight: Tensor  # (rows, in) the original weight (no copy where it already sits on the device)
     v: Tensor
     min_scale: Tensor
     max_scale: Tensor
+    clip_max: float = CLIP_MAX  # upper bound of min_scale / max_scale; frozen ones (no grad) stay as given
 
     def params(self, minmax: bool) -> list[Tensor]:
         return [self.v, self.min_scale, self.max_scale] if minmax else [self.v]
@@ -80,12 +86,15 @@ class TuneStats:
     fell_back: bool = False  # tuning did not beat the start on all samples: the start is kept
 
 
-def make_learnables(target: Target, scheme: QuantScheme, clip: Tensor, device: torch.device | str) -> Learnables:
-    """Zero rounding offsets and the given clip factors (1.0, or the optimized-RTN search)."""
-    w = target.weight2d().to(device=device, dtype=torch.float32)
-    clip = clip.to(device=device, dtype=torch.float32)
-    return Learnables(target, scheme, w, torch.zeros_like(w).requires_grad_(),
-                      clip.clone().requires_grad_(), clip.clone().requires_grad_())
+def make_learnables(target: Target, scheme: QuantScheme, clip: Tensor | tuple[Tensor, Tensor],
+                    device: torch.device | str, clip_max: float = CLIP_MAX, tune_range: bool = True) -> Learnables:
+    """Zero rounding offsets and the given clip factors (1.0, or the optimized-RTN search): one
+    tensor for both ends or a (min_scale, max_scale) pair. ``tune_range=False`` freezes them."""
+    w = target.weight2d().detach().to(device=device)  # the quantizers compute in fp32 from any dtype
+    lo, hi = clip if isinstance(clip, tuple) else (clip, clip)
+    lo, hi = (c.to(device=device, dtype=torch.float32).clone().requires_grad_(tune_range) for c in (lo, hi))
+    v = torch.zeros(w.shape, dtype=torch.float32, device=w.device).requires_grad_()
+    return Learnables(target, scheme, w, v, lo, hi, clip_max)
 
 
 @contextmanager
@@ -121,12 +130,33 @@ def _batches(n: int, size: int, seed: int) -> Iterator[Tensor]:
 
 
 def block_loss(block: torch.nn.Module, x: Tensor, target: Tensor, kwargs: dict[str, Any], amp: bool,
-               device: torch.device | str) -> Tensor:
-    """Mean squared error of the block output against the fp target, in fp32."""
+               device: torch.device | str, robust: bool = False) -> Tensor:
+    """Mean squared error of the block output against the fp target, in fp32; ``robust``
+    weights each token's error by :func:`token_weights` of the target."""
     dev_type = torch.device(device).type
     with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=amp):
         out = call_block(block, x.to(device), kwargs)
-    return torch.nn.functional.mse_loss(out.float(), target.to(device).float())
+    target = target.to(device).float()
+    if not robust:
+        return torch.nn.functional.mse_loss(out.float(), target)
+    per_token = (out.float() - target).pow(2).mean(-1)  # (batch, seq)
+    return (per_token * token_weights(target)).mean()
+
+
+def token_weights(target: Tensor) -> Tensor:
+    """Weights (batch, seq) of the outlier-robust loss: 1, or ``cap / ms`` for a token whose mean
+    square ``ms`` exceeds ``cap`` = OUTLIER_RATIO x the batch median.
+
+    Why: the next consumer of a block's output is an RMSNorm/LayerNorm, which divides each token
+    by its own RMS, so an error on a token matters relative to that token's norm. A few tokens
+    (attention sinks, the first position) carry activations 10-1000x the others; in plain MSE
+    their errors dominate and low-bit tuning spends its few levels on them. Their error is
+    counted relative to their norm instead (as if scaled down to the cap); ordinary tokens keep
+    plain MSE, so without outliers the loss is exactly the MSE.
+    """
+    ms = target.pow(2).mean(-1)  # (batch, seq)
+    cap = OUTLIER_RATIO * ms.median()
+    return torch.where(ms > cap, cap / ms.clamp(min=1e-30), torch.ones_like(ms))
 
 
 def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: Tensor, fp_targets: Tensor,
@@ -138,20 +168,24 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
     lr = cfg.lr if cfg.lr is not None else 1.0 / iters
     minmax_lr = cfg.minmax_lr if cfg.minmax_lr is not None else lr
     params_v = [lp.v for lp in learnables]
-    params_mm = [p for lp in learnables for p in (lp.min_scale, lp.max_scale)] if cfg.enable_minmax_tuning else []
+    params_mm = [p for lp in learnables for p in (lp.min_scale, lp.max_scale)
+                 if p.requires_grad] if cfg.enable_minmax_tuning else []
     opt = torch.optim.AdamW([{"params": params_v, "lr": lr}, {"params": params_mm, "lr": minmax_lr}],
                             weight_decay=0) if cfg.adam else None
     n, bs, ga = q_inputs.shape[0], min(cfg.batch_size, q_inputs.shape[0]), cfg.gradient_accumulate_steps
     batches = distributed.shard_batches(_batches(n, bs, block_seed))  # this rank's slice of each batch
     compute_dtype = torch.bfloat16 if cfg.amp else next(block.parameters()).dtype
-    init_state = snapshot(learnables)
+    init_state = snapshot(learnables, with_v=False)  # v starts at 0
+    with torch.no_grad(), quantized_forward(learnables, compute_dtype):
+        start = _full_loss(block, q_inputs, fp_targets, kwargs, cfg, device)
     best = _Best(learnables, keep=not cfg.not_use_best_mse, sync=torch.device(device).type == "cpu")
     with quantized_forward(learnables, compute_dtype):
         for it in range(iters):
             loss_sum = torch.zeros((), device=device)
             for _ in range(ga):
                 idx = next(batches)
-                loss = block_loss(block, q_inputs[idx], fp_targets[idx], kwargs, cfg.amp, device) / ga
+                loss = block_loss(block, q_inputs[idx], fp_targets[idx], kwargs, cfg.amp, device,
+                                  cfg.robust_loss) / ga
                 loss.backward()
                 loss_sum += loss.detach()
             distributed.average_grads(params_v + params_mm, loss_sum)  # data-parallel: every rank, same step
@@ -170,14 +204,12 @@ def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: T
             _clamp(learnables)
     if not cfg.not_use_best_mse:
         restore(learnables, best.state)
-    final_state = snapshot(learnables)
+    best.state = []  # free the copies before the evaluation
     with torch.no_grad(), quantized_forward(learnables, compute_dtype):
         tuned = _full_loss(block, q_inputs, fp_targets, kwargs, cfg, device)
-        restore(learnables, init_state)
-        start = _full_loss(block, q_inputs, fp_targets, kwargs, cfg, device)
     fell_back = start < tuned
-    if not fell_back:
-        restore(learnables, final_state)
+    if fell_back:
+        restore(learnables, init_state)
     return TuneStats(best.first_loss, float(best.loss), int(best.iter), start, tuned, fell_back)
 
 
@@ -217,8 +249,8 @@ class _Best:
         if self.keep:
             for (v, lo, hi), lp in zip(self.state, learnables):
                 imp = improved.to(v.device, non_blocking=True)
-                torch._foreach_copy_([v, lo, hi], [torch.where(imp, t.detach(), b)
-                                                   for t, b in ((lp.v, v), (lp.min_scale, lo), (lp.max_scale, hi))])
+                for t, b in ((lp.v, v), (lp.min_scale, lo), (lp.max_scale, hi)):
+                    torch.where(imp, t.detach(), b, out=b)  # in place: no weight-sized temporary
 
     def check_finite(self) -> None:
         it = int(self.bad_iter)
@@ -237,7 +269,8 @@ def _full_loss(block: torch.nn.Module, x: Tensor, y: Tensor, kwargs: dict[str, A
     data-parallel ranks score contiguous shards and add up."""
     bs = distributed.local_batch_size(min(cfg.batch_size, x.shape[0]))
     lo, hi = distributed.shard_range(x.shape[0])
-    total = sum(block_loss(block, x[i:min(i + bs, hi)], y[i:min(i + bs, hi)], kwargs, cfg.amp, device).item()
+    total = sum(block_loss(block, x[i:min(i + bs, hi)], y[i:min(i + bs, hi)], kwargs, cfg.amp, device,
+                           cfg.robust_loss).item()
                 * len(x[i:min(i + bs, hi)]) for i in range(lo, hi, bs))
     return distributed.all_reduce_sum(total) / x.shape[0]
 
@@ -254,20 +287,26 @@ def _sign_step(params: list[Tensor], lr: float) -> None:
 def _clamp(learnables: list[Learnables]) -> None:
     for lp in learnables:
         lp.v.clamp_(-0.5, 0.5)
-        lp.min_scale.clamp_(0.0, CLIP_MAX)
-        lp.max_scale.clamp_(0.0, CLIP_MAX)
+        if lp.min_scale.requires_grad:  # frozen multipliers (GGUF) stay as searched
+            lp.min_scale.clamp_(0.0, lp.clip_max)
+            lp.max_scale.clamp_(0.0, lp.clip_max)
 
 
-def snapshot(learnables: list[Learnables]) -> list[tuple[Tensor, Tensor, Tensor]]:
-    return [(lp.v.detach().clone(), lp.min_scale.detach().clone(), lp.max_scale.detach().clone())
-            for lp in learnables]
+def snapshot(learnables: list[Learnables], with_v: bool = True) -> list[tuple[Tensor | None, Tensor, Tensor]]:
+    """Copies of the tuned parameters; ``with_v=False`` records v as None (restored as zeros, the
+    start of tuning), sparing a weight-sized copy."""
+    return [(lp.v.detach().clone() if with_v else None, lp.min_scale.detach().clone(),
+             lp.max_scale.detach().clone()) for lp in learnables]
 
 
 @torch.no_grad()
-def restore(learnables: list[Learnables], state: list[tuple[Tensor, Tensor, Tensor]]) -> None:
+def restore(learnables: list[Learnables], state: list[tuple[Tensor | None, Tensor, Tensor]]) -> None:
     """Put back a :func:`snapshot`; pending gradients are dropped."""
     for lp, (v, lo, hi) in zip(learnables, state):
-        lp.v.copy_(v)
+        if v is None:
+            lp.v.zero_()
+        else:
+            lp.v.copy_(v)
         lp.min_scale.copy_(lo)
         lp.max_scale.copy_(hi)
         lp.v.grad = lp.min_scale.grad = lp.max_scale.grad = None

@@ -6,6 +6,10 @@ problem for the best (scale, min) given those integer levels, and keep the candi
 smallest weighted error ``sum_j imatrix_j * (dq_j - w_j)^2`` (imatrix = mean squared input
 activation per input channel, so this approximates the layer's output error).
 
+Asymmetric k-quants then store each sub-group's scale and min as a 6-bit (q2_k: 4-bit) code
+times a per-super-block fp16 value; :func:`refine_super_blocks` adapts the search result to that
+storage (see ``gguf_refine.py``).
+
 The result is returned as the ``min_scale`` / ``max_scale`` range multipliers that every
 quantizer accepts, so ``quantize(w, scheme, min_scale=..., max_scale=...)`` reproduces the
 searched parameters (then quantizes the scales per super-block) and tuning can start from them.
@@ -16,8 +20,9 @@ import torch
 from torch import Tensor
 
 from .dtypes.base import to_groups
-from .dtypes.gguf import ggml_type
+from .dtypes.gguf import QK_K, GGMLType, ggml_type
 from .errors import SchemeError
+from .gguf_refine import refine_super_blocks
 from .scheme import QuantScheme
 
 _CHUNK = 1 << 24  # candidates x weights evaluated at once (memory bound)
@@ -46,9 +51,17 @@ def search_kquant_params(w: Tensor, scheme: QuantScheme, imatrix: Tensor | None 
         raise SchemeError(f"imatrix has {imp.numel()} entries; the weight has {w.shape[1]} input channels")
     om = to_groups(imp.to(w.device).clamp(min=0).expand(w.shape[0], -1), g) + 1e-12
     rows = max(1, _CHUNK // max(1, nstep * wg.shape[1] * g))
-    parts = [(_search_asym if not t.sym else _search_sym)(wg[i:i + rows], om[i:i + rows], t, nstep)
-             for i in range(0, wg.shape[0], rows)]
+    parts = [_search_rows(wg[i:i + rows], om[i:i + rows], t, nstep) for i in range(0, wg.shape[0], rows)]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def _search_rows(wg: Tensor, om: Tensor, t: GGMLType, nstep: int) -> tuple[Tensor, Tensor]:
+    if t.sym:
+        return _search_sym(wg, om, t, nstep)
+    lo, hi = _search_asym(wg, om, t, nstep)
+    if t.super_bits and wg.shape[1] % (QK_K // t.group) == 0:
+        lo, hi = refine_super_blocks(wg, om, t, lo, hi)
+    return lo, hi
 
 
 def _weighted_error(x: Tensor, om: Tensor, scale: Tensor, mn: Tensor, levels: Tensor) -> Tensor:
