@@ -65,6 +65,7 @@ with torch.enable_grad():  # warm-up (compilation, allocator); its tuned state i
 print(f"warm-up {time.time() - t0:.1f} s")
 t0 = time.time()
 if a.profile:
+    cfg = TuneConfig(iters=a.iters, batch_size=8, amp=True, compile=a.compile)
     with torch.profiler.profile() as prof, torch.enable_grad():
         st = tune_block(block, lps, x, y, kw, cfg, "cpu", 1)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
