@@ -93,12 +93,13 @@ def test_refuses_impossible_pairs():
 
 
 @pytest.mark.slow
-def test_gemma_w4a16(gemma_path, tmp_path):
-    """Gemma-3-270M at W4A16 (bf16): the reference's logits against our fake-quant model's."""
+@pytest.mark.parametrize("scheme", ["W4A16", "W2A16G64", "W8A16"])
+def test_gemma(scheme, gemma_path, tmp_path):
+    """Gemma-3-270M (bf16): the reference's logits against our fake-quant model's."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     model = AutoModelForCausalLM.from_pretrained(gemma_path, dtype=torch.bfloat16).eval()
     tok = AutoTokenizer.from_pretrained(gemma_path)
-    qmodel = quantize_model(model, "W4A16")
+    qmodel = quantize_model(model, scheme)
     ar_export.save(qmodel, model, tok, tmp_path, "auto_round")
     ref = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16, device_map="cpu")
     ids = tok("The capital of France is Paris. The capital of Germany is", return_tensors="pt").input_ids
@@ -108,7 +109,7 @@ def test_gemma_w4a16(gemma_path, tmp_path):
     for name, layer in qmodel.layers.items():  # our fake-quant weights in fp32, exactly as tuned
         model.get_submodule(name).weight.data = layer.dequantize()
     diff_fp32 = rel_diff(logits(ref, ids), logits(model, ids))
-    print(f"gemma-3-270m W4A16: max relative logit difference bf16 {diff_bf16:.2e}, fp32 {diff_fp32:.2e}")
+    print(f"gemma-3-270m {scheme}: max relative logit difference bf16 {diff_bf16:.2e}, fp32 {diff_fp32:.2e}")
     assert diff_fp32 < 1e-3
 
 

@@ -162,6 +162,26 @@ def token_weights(target: Tensor) -> Tensor:
 def tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: Tensor, fp_targets: Tensor,
                kwargs: dict[str, Any], cfg: TuneConfig, device: torch.device | str, block_seed: int) -> TuneStats:
     """Tune ``learnables`` of one block in place; returns the first and best losses."""
+    with _frozen(block):
+        return _tune_block(block, learnables, q_inputs, fp_targets, kwargs, cfg, device, block_seed)
+
+
+@contextmanager
+def _frozen(block: torch.nn.Module) -> Iterator[None]:
+    """No gradients for the block's own parameters (norms, biases, layers left in 16-bit): only
+    the learnables need them."""
+    trainable = [p for p in block.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+
+
+def _tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: Tensor, fp_targets: Tensor,
+                kwargs: dict[str, Any], cfg: TuneConfig, device: torch.device | str, block_seed: int) -> TuneStats:
     if cfg.compile:  # one graph per block class and kwargs layout, reused by every later block
         block = torch.compile(block, dynamic=False)
     iters = cfg.iters
