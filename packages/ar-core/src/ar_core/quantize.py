@@ -72,9 +72,11 @@ def quantize(model: nn.Module, tokenizer: Any = None, scheme: str | dict | Quant
     qmodel = QuantizedModel(layers={}, default_scheme=default, block_names=block_names, options=opts.record(),
                             skipped=skipped)
     _reset_peak_memory(opts.device)
+    home = next(model.parameters()).device
     with torch.no_grad():
         _run_blocks(model, block_names, plan, samples, opts, qmodel)
     _quantize_lm_head(model, plan, opts, qmodel)
+    model.to(home)  # the embeddings went to the tuning device for the calibration pass
     qmodel.stats.update(seconds=round(time.time() - start, 1), peak_memory_gb=_peak_memory_gb(opts.device),
                         layers_quantized=len(qmodel.layers), layers_skipped=len(qmodel.skipped))
     if auto_report is not None:
@@ -166,6 +168,7 @@ def _run_blocks(model: nn.Module, block_names: list[str], plan: dict[str, QuantS
     device = torch.device(opts.device)
     amp = _use_amp(device) if opts.amp is None else opts.amp
     blocks = [model.get_submodule(b) for b in block_names]
+    home = next(model.parameters()).device  # finished blocks go back there: the device holds one block
     work = WorkDir(opts.work_dir, _fingerprint(model, plan, opts, samples)) if opts.work_dir else None
     first = distributed.main_then_broadcast(lambda: work.start(opts.resume)) if work else 0
     if samples is None:
@@ -190,8 +193,7 @@ def _run_blocks(model: nn.Module, block_names: list[str], plan: dict[str, QuantS
         _apply_layers(model, layers, qmodel)
         q_in = _forward_all(blocks[i], q_in, kw, opts, amp, inplace=True) if opts.enable_quanted_input else fp_out
         fp_in = fp_out
-        if opts.low_gpu_mem_usage and device.type != "cpu":
-            blocks[i].to("cpu")
+        blocks[i].to(home)
     bar = tqdm(range(first, len(blocks)), desc="quantizing blocks", unit="block",
                disable=not distributed.is_main())
     placer = placer_for(opts, fp_in)
@@ -213,8 +215,7 @@ def _run_blocks(model: nn.Module, block_names: list[str], plan: dict[str, QuantS
                      ", ".join(f"{k} {v:.1f}" for k, v in sec.items()))
         if placer is not None:
             placer.release(block)
-        if opts.low_gpu_mem_usage and device.type != "cpu":
-            block.to("cpu")
+        block.to(home)
         if work is not None and distributed.is_main():
             work.save_block(i, [qmodel.layers[t.name] for t, _ in targets], stats)
 
