@@ -5,6 +5,7 @@
 """
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -16,7 +17,7 @@ from ar_core.capture import capture_inputs
 from ar_core.options import QuantizeOptions
 from ar_core.quantize import _forward_all, _imatrix_hooks
 from ar_core.rtn import search_clip
-from ar_core.signround import TuneConfig, make_learnables, tune_block
+from ar_core.signround import TuneConfig, make_learnables, restore, snapshot, tune_block
 from ar_schemes import get_scheme
 
 ap = argparse.ArgumentParser()
@@ -24,8 +25,7 @@ ap.add_argument("--iters", type=int, default=10)
 ap.add_argument("--block", type=int, default=0)
 ap.add_argument("--scheme", default="W4A16")
 ap.add_argument("--profile", action="store_true")
-ap.add_argument("--compile", action="store_true")
-ap.add_argument("--compile_block", action="store_true")
+ap.add_argument("--compile", action="store_true", help="the whole block step under torch.compile")
 a = ap.parse_args()
 
 path = resolve_model("gemma-3-270m")
@@ -53,19 +53,15 @@ for h in imatrix.pop("__handles__"):
     h.remove()
 lps = [make_learnables(t, scheme, search_clip(t.weight2d().float(), scheme, imatrix.get(t.name)), "cpu")
        for t in targets]
-if a.compile_block:
-    block.forward = torch.compile(block.forward, dynamic=False)
 cfg = TuneConfig(iters=a.iters, batch_size=8, amp=True, compile=a.compile)
 t0 = time.time()
 with torch.enable_grad():  # warm-up (compilation, allocator); its tuned state is thrown away
-    from ar_core.signround import restore, snapshot
     start = snapshot(lps)
-    tune_block(block, lps, x, y, kw, TuneConfig(iters=2, batch_size=8, amp=True, compile=a.compile), "cpu", 1)
+    tune_block(block, lps, x, y, kw, replace(cfg, iters=2), "cpu", 1)
     restore(lps, start)
 print(f"warm-up {time.time() - t0:.1f} s")
 t0 = time.time()
 if a.profile:
-    cfg = TuneConfig(iters=a.iters, batch_size=8, amp=True, compile=a.compile)
     with torch.profiler.profile() as prof, torch.enable_grad():
         st = tune_block(block, lps, x, y, kw, cfg, "cpu", 1)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))

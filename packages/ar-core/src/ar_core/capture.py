@@ -8,6 +8,7 @@ rotary embeddings).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,15 +28,16 @@ class BlockInputs:
     kwargs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _detach(x: Any, device: torch.device | str) -> Any:
+def map_tensors(x: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``fn`` applied to every tensor inside nested tuples, lists and dicts; other values kept."""
     if isinstance(x, Tensor):
-        return x.detach().to(device)
+        return fn(x)
     if isinstance(x, tuple):
-        return tuple(_detach(v, device) for v in x)
+        return tuple(map_tensors(v, fn) for v in x)
     if isinstance(x, list):
-        return [_detach(v, device) for v in x]
+        return [map_tensors(v, fn) for v in x]
     if isinstance(x, dict):
-        return {k: _detach(v, device) for k, v in x.items()}
+        return {k: map_tensors(v, fn) for k, v in x.items()}
     return x
 
 
@@ -61,7 +63,7 @@ def capture_inputs(model: nn.Module, blocks: list[nn.Module], samples: Tensor,
             if kwargs[i] is None:
                 kw = {k: v for k, v in kw.items() if k not in _DROP}
                 kw.update({f"__arg{j}": a for j, a in enumerate(args[1:], 1)})
-                kwargs[i] = _detach(kw, cache_device)
+                kwargs[i] = map_tensors(kw, lambda t: t.detach().to(cache_device))
             if i == len(blocks) - 1:
                 raise _Stop
             return x

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from .blocks import Target, find_targets
+from .capture import map_tensors
 from .distributed import parse_device, parse_devices
 from .errors import QuantizeError
 from .options import QuantizeOptions
@@ -272,15 +273,7 @@ def _coarsen(block: nn.Module, block_name: str, assign: Mapping[int, str]) -> li
 
 
 def _move(x: Any, device: torch.device | str) -> Any:
-    if isinstance(x, Tensor):
-        return x.to(device)
-    if isinstance(x, tuple):
-        return tuple(_move(v, device) for v in x)
-    if isinstance(x, list):
-        return [_move(v, device) for v in x]
-    if isinstance(x, dict):
-        return {k: _move(v, device) for k, v in x.items()}
-    return x
+    return map_tensors(x, lambda t: t.to(device))  # no detach: gradients flow through the hooks
 
 
 def _inputs_to(device: str):

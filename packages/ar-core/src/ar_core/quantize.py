@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -72,11 +73,9 @@ def quantize(model: nn.Module, tokenizer: Any = None, scheme: str | dict | Quant
     qmodel = QuantizedModel(layers={}, default_scheme=default, block_names=block_names, options=opts.record(),
                             skipped=skipped)
     _reset_peak_memory(opts.device)
-    home = next(model.parameters()).device
     with torch.no_grad():
         _run_blocks(model, block_names, plan, samples, opts, qmodel)
     _quantize_lm_head(model, plan, opts, qmodel)
-    model.to(home)  # the embeddings went to the tuning device for the calibration pass
     qmodel.stats.update(seconds=round(time.time() - start, 1), peak_memory_gb=_peak_memory_gb(opts.device),
                         layers_quantized=len(qmodel.layers), layers_skipped=len(qmodel.skipped))
     if auto_report is not None:
@@ -218,6 +217,7 @@ def _run_blocks(model: nn.Module, block_names: list[str], plan: dict[str, QuantS
         block.to(home)
         if work is not None and distributed.is_main():
             work.save_block(i, [qmodel.layers[t.name] for t, _ in targets], stats)
+    model.to(home)  # the embeddings went to the tuning device for the calibration pass
 
 
 def _capture(model: nn.Module, blocks: list[nn.Module], samples: Tensor, device: torch.device,
@@ -434,7 +434,6 @@ def _use_compile(opts: QuantizeOptions, device: torch.device) -> bool:
         return opts.enable_torch_compile
     if device.type == "cuda":
         return True
-    import shutil
     big = opts.iters * opts.batch_size * opts.seqlen >= 200_000
     return device.type == "cpu" and big and shutil.which(os.environ.get("CXX", "c++")) is not None
 

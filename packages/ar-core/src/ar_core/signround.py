@@ -243,7 +243,9 @@ class _Best:
     def __init__(self, learnables: list[Learnables], keep: bool, sync: bool) -> None:
         dev = learnables[0].v.device
         self.keep, self.sync = keep, sync
-        self.state = snapshot(learnables)
+        # on the device path the copies are the buffers updated in place; on the CPU the first
+        # step always improves on inf and takes the first snapshot
+        self.state = snapshot(learnables) if keep and not sync else []
         self.loss = torch.tensor(float("inf"), device=dev)
         self.iter = torch.zeros((), dtype=torch.long, device=dev)
         self.first: Tensor | None = None
@@ -289,9 +291,10 @@ def _full_loss(block: torch.nn.Module, x: Tensor, y: Tensor, kwargs: dict[str, A
     data-parallel ranks score contiguous shards and add up."""
     bs = distributed.local_batch_size(min(cfg.batch_size, x.shape[0]))
     lo, hi = distributed.shard_range(x.shape[0])
-    total = sum(block_loss(block, x[i:min(i + bs, hi)], y[i:min(i + bs, hi)], kwargs, cfg.amp, device,
-                           cfg.robust_loss).item()
-                * len(x[i:min(i + bs, hi)]) for i in range(lo, hi, bs))
+    total = 0.0
+    for i in range(lo, hi, bs):
+        j = min(i + bs, hi)
+        total += block_loss(block, x[i:j], y[i:j], kwargs, cfg.amp, device, cfg.robust_loss).item() * (j - i)
     return distributed.all_reduce_sum(total) / x.shape[0]
 
 
