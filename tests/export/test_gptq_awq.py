@@ -149,21 +149,23 @@ def test_gptq_other_architectures(arch, tmp_path):
 def test_gptq_loaded_by_transformers_with_gptqmodel(scheme, tmp_path):
     """transformers' own GPTQ path (GPTQModel kernels + optimum) loads our auto_gptq checkpoint on
     the CPU and computes our fake-quant model's logits. Needs `gptqmodel` and `optimum`
-    (GPTQModel 7.6 installs on torch 2.13; 7.7 wants torch >= 2.14.1)."""
+    (GPTQModel 7.6 installs on torch 2.13; 7.7 wants torch >= 2.14.1). GPTQModel's plain torch
+    kernel is asked for: its default CPU pick for 4-bit (TorchAtenLinear, int4 packed matmul)
+    computes in bf16, which alone moves the logits by ~4e-3."""
     pytest.importorskip("gptqmodel")
     pytest.importorskip("optimum")
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, GPTQConfig
     model = tiny_model("llama", hidden=128)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(p.half().float())
     qmodel = quantize_model(model, scheme)
     ar_export.save(qmodel, model, tiny_tokenizer(), tmp_path, "auto_gptq")
-    ref = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float16, device_map="cpu")
+    ref = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32, device_map="cpu",
+                                               quantization_config=GPTQConfig(bits=get_scheme(scheme).bits,
+                                                                              backend="torch"))
     assert "gptqmodel" in type(ref.model.layers[0].mlp.up_proj).__module__
     for name, layer in qmodel.layers.items():  # GPTQModel's dequantization is ours, to fp16 rounding
         theirs = ref.get_submodule(name).dequantize_weight().T.float()
         assert torch.equal(theirs, layer.dequantize().half().float()), name
-    # its CPU kernel (TorchAtenLinear) casts activations to fp16 whatever the model dtype, so the
-    # logits carry fp16 rounding (measured 1.2e-3 .. 5.6e-3 relative); the weights above are exact
-    assert rel_diff(logits(ref, IDS), logits(model, IDS)) < 1e-2
+    assert rel_diff(logits(ref, IDS), logits(model, IDS)) < 1e-3
