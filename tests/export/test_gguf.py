@@ -2,6 +2,7 @@
 equals our dequantized values; llama.cpp's type mix; a real model's perplexity through the file."""
 from __future__ import annotations
 
+import importlib.resources
 import math
 from pathlib import Path
 
@@ -152,7 +153,7 @@ def _ppl(model, windows: list[torch.Tensor]) -> float:
 def _gemma_case(gemma_path: Path, ft: str, tmp_path: Path) -> tuple[float, float]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     tok = AutoTokenizer.from_pretrained(gemma_path)
-    ids = tok((DATA_DIR / "wikitext2_eval.txt").read_text()[:60_000], return_tensors="pt").input_ids[0]
+    ids = tok(_eval_text()[:60_000], return_tensors="pt").input_ids[0]
     windows = [ids[i * 512:(i + 1) * 512] for i in range(4)]
     model = AutoModelForCausalLM.from_pretrained(gemma_path, dtype=torch.float32).eval()
     qm = gguf_qmodel(model, ft)
@@ -164,6 +165,15 @@ def _gemma_case(gemma_path: Path, ft: str, tmp_path: Path) -> tuple[float, float
     del model
     loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
     return ours, _ppl(loaded, windows)
+
+
+def _eval_text() -> str:
+    """wikitext2_eval.txt from ../shared, else ar-eval's shipped excerpt (its first 59,543
+    characters, which hold the 4 windows scored here)."""
+    path = DATA_DIR / "wikitext2_eval.txt"
+    if not path.exists():
+        path = importlib.resources.files("ar_eval") / "data" / "wikitext2_eval_excerpt.txt"
+    return path.read_text(encoding="utf-8")
 
 
 def test_gemma_q4_k_m_perplexity_through_the_file(gemma_path, tmp_path):
