@@ -26,11 +26,12 @@ ap.add_argument("--block", type=int, default=0)
 ap.add_argument("--scheme", default="W4A16")
 ap.add_argument("--profile", action="store_true")
 ap.add_argument("--compile", action="store_true", help="the whole block step under torch.compile")
+ap.add_argument("--attn", default=None, help="attn_implementation to load the model with (sdpa, eager)")
 a = ap.parse_args()
 
 path = resolve_model("gemma-3-270m")
 tok = AutoTokenizer.from_pretrained(path)
-model = AutoModelForCausalLM.from_pretrained(path, dtype="auto")
+model = AutoModelForCausalLM.from_pretrained(path, dtype="auto", attn_implementation=a.attn)
 samples = load_samples("/work/shared/data/wikitext2_calib.txt", tok, 16, 512, seed=42)
 samples = torch.stack([s.reshape(-1) for s in samples])
 names = find_blocks(model)
@@ -64,7 +65,7 @@ t0 = time.time()
 if a.profile:
     with torch.profiler.profile() as prof, torch.enable_grad():
         st = tune_block(block, lps, x, y, kw, cfg, "cpu", 1)
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=60))
 else:
     with torch.enable_grad():
         st = tune_block(block, lps, x, y, kw, cfg, "cpu", 1)

@@ -187,3 +187,16 @@ def test_unknown_device_map_key_refused():
     with pytest.raises(QuantizeError, match=r"\['mlp\.nope'\] match no quantized module of model\.layers\.0"):
         quantize(tiny_model("llama"), None, "W4A16", _samples(4), device_map={"mlp.nope": "cpu"},
                  **dict(KW, nsamples=4, batch_size=2))
+
+
+def test_owners_balance_weights_largest_first():
+    # single process: everything is rank 0's
+    assert dist_.owners([5, 1, 9]) == [0, 0, 0]
+
+
+def test_owners_split_by_size(monkeypatch):
+    monkeypatch.setattr(dist_, "world_size", lambda: 2)
+    # llama-like block: q k v o gate up down (millions of weights)
+    owners = dist_.owners([16, 4, 4, 16, 56, 56, 56])
+    load = [sum(s for s, o in zip([16, 4, 4, 16, 56, 56, 56], owners) if o == r) for r in (0, 1)]
+    assert owners[4:] == [0, 1, 0] and load == [112, 96]

@@ -78,3 +78,20 @@ def test_resume_after_interruption_is_identical(tmp_path, monkeypatch):
     for name, layer in full.layers.items():
         assert torch.equal(layer.codes, resumed.layers[name].codes), name
         assert torch.equal(layer.scale, resumed.layers[name].scale), name
+
+
+def test_cpu_tuning_uses_eager_attention_and_restores_the_models_choice(monkeypatch):
+    import sys
+    q_mod = sys.modules["ar_core.quantize"]  # the package exports the function under the same name
+    model = tiny_model("llama")
+    model.set_attn_implementation("sdpa")
+    seen = []
+    real = q_mod._run_blocks
+
+    def spy(m, *args, **kwargs):
+        seen.append(m.config._attn_implementation)
+        return real(m, *args, **kwargs)
+    monkeypatch.setattr(q_mod, "_run_blocks", spy)
+    quantize(model, None, "W4A16", torch.randint(3, 256, (4, 16)), iters=2, nsamples=4, seqlen=16, batch_size=2,
+             enable_torch_compile=False)
+    assert seen == ["eager"] and model.config._attn_implementation == "sdpa"

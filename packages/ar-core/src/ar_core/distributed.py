@@ -3,22 +3,28 @@
 What is shared and what is split
   Every rank holds the whole model and every calibration sample (broadcast from rank 0), and
   computes the block forwards that are not tuning (fp targets, quantized chain, importance)
-  for all samples itself: simple, and a few percent of a block's time. Only the tuning loop is
-  split: each step draws the same global batch of ``batch_size`` samples on every rank and rank
-  r keeps its contiguous 1/W slice (``batch_size`` is the global batch, so each rank computes
-  ``batch_size / W`` samples; it must divide). After backward the gradients of the learnables
-  and the step loss are summed over ranks and divided by W: every rank takes the same sign step
-  and picks the same best iteration, so the parameters stay identical without a broadcast.
-  The all-samples losses that judge tuned against starting weights are computed on contiguous
+  for all samples itself: simple, and a few percent of a block's time. The tuning loop is
+  split two ways (``ar_core.signround.StepWeights``):
+  - samples: each step draws the same global batch of ``batch_size`` samples on every rank and
+    rank r computes its contiguous 1/W slice (``batch_size`` must divide by W);
+  - weights: each quantized weight of the block has an owner rank (:func:`owners`, balanced by
+    size). The owner alone runs its quantize-dequantize forward and backward, sign step, clamp
+    and best-iteration copies, and broadcasts the 16-bit dequantized weight each step; the
+    16-bit weight gradients are averaged onto the owner (``dist.reduce``). At the end the
+    owners broadcast the tuned learnables.
+  The step loss is averaged over ranks, so every rank picks the same best iteration. The
+  all-samples losses that judge tuned against starting weights are computed on contiguous
   sample shards and summed.
 
 Equality with one process
   W ranks with ``batch_size=B`` draw the same samples each step as one process with
-  ``batch_size=B/W, gradient_accumulate_steps=W`` and compute the same micro-batches; with
-  W=2 the two half-gradients are added in the same (commutative) way, so the result is bit for
-  bit the same when ``nsamples`` is a multiple of B (tests/core/test_distributed.py). For W>2 the
-  all-reduce may add in another order (last-bit differences). One process with ``batch_size=B``
-  sees the same samples too, but its batch-B matmuls round differently from two batch-B/2 ones.
+  ``batch_size=B/W, gradient_accumulate_steps=W`` and compute the same micro-batches. One
+  process accumulates the micro-batch weight gradients (each scaled by 1/W) in the leaf;
+  W=2 ranks add the two unscaled halves and halve the sum, which is the same float. So the
+  result is bit for bit the same when ``nsamples`` is a multiple of B
+  (tests/core/test_distributed.py). For W>2 the reduction may add in another order (last-bit
+  differences). One process with ``batch_size=B`` sees the same samples too, but its batch-B
+  matmuls round differently from two batch-B/2 ones.
 
 Launch with ``torchrun`` (call :func:`init_distributed` with no arguments, then
 ``ar_core.quantize``), with :func:`spawn`, or with ``ar quantize --device 0,1``.
@@ -196,6 +202,32 @@ def average_grads(params: Sequence[Tensor], loss: Tensor | float) -> Tensor | fl
         p.grad.div_(w)
     loss_t.div_(w)
     return loss_t if as_tensor else float(loss_t)
+
+
+def owners(sizes: Sequence[int]) -> list[int]:
+    """Owner rank of each of ``sizes`` weights: largest first onto the least-loaded rank (all 0 alone)."""
+    load, out = [0] * world_size(), [0] * len(sizes)
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        out[i] = min(range(len(load)), key=load.__getitem__)
+        load[out[i]] += sizes[i]
+    return out
+
+
+@torch.no_grad()
+def broadcast_(t: Tensor, src: int) -> None:
+    """Rank ``src``'s ``t`` into ``t`` on every rank (in place); a no-op in a single process."""
+    if is_data_parallel():
+        dist.broadcast(t, src=src)
+
+
+@torch.no_grad()
+def reduce_mean_(t: Tensor, dst: int) -> None:
+    """The mean over ranks of ``t`` into rank ``dst``'s ``t`` (a sum, then / W: exact for W a power
+    of two); other ranks' ``t`` is left undefined. A no-op in a single process."""
+    if is_data_parallel():
+        dist.reduce(t, dst=dst)
+        if rank() == dst:
+            t.div_(world_size())
 
 
 def all_reduce_sum(value: float) -> float:

@@ -97,27 +97,93 @@ def make_learnables(target: Target, scheme: QuantScheme, clip: Tensor | tuple[Te
     return Learnables(target, scheme, w, v, lo, hi, clip_max)
 
 
-@contextmanager
-def quantized_forward(learnables: list[Learnables], compute_dtype: torch.dtype) -> Iterator[None]:
-    """While active, each target's module computes with its quantize-dequantized weight."""
-    handles, saved = [], []
-    for lp in learnables:
-        mod, attr = lp.target.module, lp.target.attr
-        saved.append((mod, attr, mod._parameters.pop(attr)))
+def dequant_all(learnables: list[Learnables], dtype: torch.dtype) -> list[Tensor]:
+    """The quantize-dequantized weights (rows, in) of ``learnables`` in ``dtype``."""
+    return [lp.dequant().to(dtype).contiguous() for lp in learnables]
 
-        def hook(module: torch.nn.Module, args: Any, lp: Learnables = lp, attr: str = attr) -> None:
-            dq = lp.dequant().to(compute_dtype)
-            setattr(module, attr, lp.target.to_layout(dq))
-        handles.append(mod.register_forward_pre_hook(hook))
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-        for mod, attr, p in saved:
-            if attr in mod.__dict__:
-                delattr(mod, attr)
-            mod._parameters[attr] = p
+
+_dequant_all_compiled = torch.compile(dequant_all, dynamic=False)
+
+
+class StepWeights:
+    """The quantize-dequantized weights of one step, computed by their owners and used by all.
+
+    Every weight has an owner rank (all rank 0's in a single process). The owner computes it from
+    its learnables, keeping the autograd graph; every rank holds it as a leaf tensor in the
+    compute dtype, which the block's layers use while :meth:`active`. After the backward the
+    leaves' gradients are averaged onto the owner, which carries them into its learnables. So
+    data-parallel ranks split the weight-side work (quantize-dequantize forward and backward,
+    the sign step, the best-iteration copies) instead of each repeating all of it, and exchange
+    16-bit weights and weight gradients rather than fp32 learnable gradients.
+    """
+
+    def __init__(self, learnables: list[Learnables], dtype: torch.dtype, compile: bool) -> None:
+        self.learnables, self.dtype = learnables, dtype
+        self.owner = distributed.owners([lp.v.numel() for lp in learnables])
+        me = distributed.rank()
+        self.mine = [lp for lp, o in zip(learnables, self.owner) if o == me]
+        self._dequant = _dequant_all_compiled if compile else dequant_all
+        self._others = {i: torch.empty(lp.weight.shape, dtype=dtype, device=lp.v.device)
+                        for i, (lp, o) in enumerate(zip(learnables, self.owner)) if o != me}
+        self.leaves: list[Tensor] = []
+        self._graph: list[Tensor] = []
+
+    def make(self, grad: bool) -> None:
+        """This step's weights on every rank; ``grad`` keeps the owners' graphs for :meth:`backward`."""
+        with torch.set_grad_enabled(grad):
+            mine = iter(self._dequant(self.mine, self.dtype))
+        self._graph, self.leaves = [], []
+        for i, owner in enumerate(self.owner):
+            if i in self._others:
+                leaf = self._others[i]
+                leaf.grad = None
+            else:
+                dq = next(mine)
+                self._graph.append(dq)
+                leaf = dq.detach()
+            distributed.broadcast_(leaf, owner)
+            self.leaves.append(leaf.requires_grad_(grad))
+
+    def backward(self) -> None:
+        """Average the leaves' gradients onto their owners and back-propagate them into the
+        owners' learnables."""
+        grads = []
+        for leaf, owner, i in zip(self.leaves, self.owner, range(len(self.leaves))):
+            g = leaf.grad.contiguous() if leaf.grad is not None else torch.zeros_like(leaf)
+            distributed.reduce_mean_(g, owner)
+            if i not in self._others:
+                grads.append(g)
+            leaf.grad = None
+        if self._graph:  # a data-parallel rank may own none of a block's weights
+            torch.autograd.backward(self._graph, grads)
+        self._graph = []
+
+    def share_learnables(self) -> None:
+        """Every rank gets the owners' final learnables."""
+        for lp, owner in zip(self.learnables, self.owner):
+            for t in (lp.v, lp.min_scale, lp.max_scale):
+                distributed.broadcast_(t.data, owner)
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """While active, each target's module computes with this step's leaf weight."""
+        handles, saved = [], []
+        for i, lp in enumerate(self.learnables):
+            mod, attr = lp.target.module, lp.target.attr
+            saved.append((mod, attr, mod._parameters.pop(attr)))
+
+            def hook(module: torch.nn.Module, args: Any, lp: Learnables = lp, attr: str = attr, i: int = i) -> None:
+                setattr(module, attr, lp.target.to_layout(self.leaves[i]))
+            handles.append(mod.register_forward_pre_hook(hook))
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+            for mod, attr, p in saved:
+                if attr in mod.__dict__:
+                    delattr(mod, attr)
+                mod._parameters[attr] = p
 
 
 def _batches(n: int, size: int, seed: int) -> Iterator[Tensor]:
@@ -187,20 +253,22 @@ def _tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: 
     iters = cfg.iters
     lr = cfg.lr if cfg.lr is not None else 1.0 / iters
     minmax_lr = cfg.minmax_lr if cfg.minmax_lr is not None else lr
-    params_v = [lp.v for lp in learnables]
-    params_mm = [p for lp in learnables for p in (lp.min_scale, lp.max_scale)
+    weights = StepWeights(learnables, torch.bfloat16 if cfg.amp else next(block.parameters()).dtype, cfg.compile)
+    mine = weights.mine  # this rank updates only the learnables it owns
+    params_v = [lp.v for lp in mine]
+    params_mm = [p for lp in mine for p in (lp.min_scale, lp.max_scale)
                  if p.requires_grad] if cfg.enable_minmax_tuning else []
     opt = torch.optim.AdamW([{"params": params_v, "lr": lr}, {"params": params_mm, "lr": minmax_lr}],
                             weight_decay=0) if cfg.adam else None
     n, bs, ga = q_inputs.shape[0], min(cfg.batch_size, q_inputs.shape[0]), cfg.gradient_accumulate_steps
     batches = distributed.shard_batches(_batches(n, bs, block_seed))  # this rank's slice of each batch
-    compute_dtype = torch.bfloat16 if cfg.amp else next(block.parameters()).dtype
-    init_state = snapshot(learnables, with_v=False)  # v starts at 0
-    with torch.no_grad(), quantized_forward(learnables, compute_dtype):
-        start = _full_loss(block, q_inputs, fp_targets, kwargs, cfg, device)
-    best = _Best(learnables, keep=not cfg.not_use_best_mse, sync=torch.device(device).type == "cpu")
-    with quantized_forward(learnables, compute_dtype):
+    init_state = snapshot(mine, with_v=False)  # v starts at 0
+    start = _full_loss(block, weights, q_inputs, fp_targets, kwargs, cfg, device)
+    best = _Best(mine, keep=not cfg.not_use_best_mse, sync=torch.device(device).type == "cpu",
+                 device=learnables[0].v.device)
+    with weights.active():
         for it in range(iters):
+            weights.make(grad=True)
             loss_sum = torch.zeros((), device=device)
             for _ in range(ga):
                 idx = next(batches)
@@ -208,8 +276,9 @@ def _tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: 
                                   cfg.robust_loss) / ga
                 loss.backward()
                 loss_sum += loss.detach()
-            distributed.average_grads(params_v + params_mm, loss_sum)  # data-parallel: every rank, same step
-            best.update(loss_sum, it, learnables)
+            weights.backward()
+            loss_sum = distributed.average_grads([], loss_sum)  # every rank, the same step loss
+            best.update(loss_sum, it, mine)
             if it % 25 == 0 or it == iters - 1:
                 best.check_finite()
             decay = 1.0 - it / iters
@@ -221,15 +290,15 @@ def _tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: 
             else:
                 _sign_step(params_v, lr * decay)
                 _sign_step(params_mm, minmax_lr * decay)
-            _clamp(learnables)
+            _clamp(mine)
     if not cfg.not_use_best_mse:
-        restore(learnables, best.state)
+        restore(mine, best.state)
     best.state = []  # free the copies before the evaluation
-    with torch.no_grad(), quantized_forward(learnables, compute_dtype):
-        tuned = _full_loss(block, q_inputs, fp_targets, kwargs, cfg, device)
+    tuned = _full_loss(block, weights, q_inputs, fp_targets, kwargs, cfg, device)
     fell_back = start < tuned
     if fell_back:
-        restore(learnables, init_state)
+        restore(mine, init_state)
+    weights.share_learnables()
     return TuneStats(best.first_loss, float(best.loss), int(best.iter), start, tuned, fell_back)
 
 
@@ -240,8 +309,8 @@ class _Best:
     for the host; on the CPU a plain comparison is cheaper than copying every parameter each step.
     """
 
-    def __init__(self, learnables: list[Learnables], keep: bool, sync: bool) -> None:
-        dev = learnables[0].v.device
+    def __init__(self, learnables: list[Learnables], keep: bool, sync: bool, device: torch.device) -> None:
+        dev = device  # a data-parallel rank may own no learnables of a block
         self.keep, self.sync = keep, sync
         # on the device path the copies are the buffers updated in place; on the CPU the first
         # step always improves on inf and takes the first snapshot
@@ -285,16 +354,19 @@ class _Best:
         return float("nan") if self.first is None else float(self.first)
 
 
-def _full_loss(block: torch.nn.Module, x: Tensor, y: Tensor, kwargs: dict[str, Any], cfg: TuneConfig,
-               device: torch.device | str) -> float:
-    """Mean loss over every sample (the quantity both tuned and untuned weights are judged by);
-    data-parallel ranks score contiguous shards and add up."""
+@torch.no_grad()
+def _full_loss(block: torch.nn.Module, weights: StepWeights, x: Tensor, y: Tensor, kwargs: dict[str, Any],
+               cfg: TuneConfig, device: torch.device | str) -> float:
+    """Mean loss over every sample with the current learnables (the quantity both tuned and
+    untuned weights are judged by); data-parallel ranks score contiguous shards and add up."""
+    weights.make(grad=False)
     bs = distributed.local_batch_size(min(cfg.batch_size, x.shape[0]))
     lo, hi = distributed.shard_range(x.shape[0])
     total = 0.0
-    for i in range(lo, hi, bs):
-        j = min(i + bs, hi)
-        total += block_loss(block, x[i:j], y[i:j], kwargs, cfg.amp, device, cfg.robust_loss).item() * (j - i)
+    with weights.active():
+        for i in range(lo, hi, bs):
+            j = min(i + bs, hi)
+            total += block_loss(block, x[i:j], y[i:j], kwargs, cfg.amp, device, cfg.robust_loss).item() * (j - i)
     return distributed.all_reduce_sum(total) / x.shape[0]
 
 
