@@ -271,10 +271,7 @@ def _tune(block: nn.Module, targets: list[tuple[Target, QuantScheme]], importanc
           x: Tensor, y: Tensor, kwargs: dict[str, Any], opts: QuantizeOptions, index: int, amp: bool,
           qmodel: QuantizedModel, timer: _Timer) -> dict[str, Any]:
     device = torch.device(opts.device)
-    learnables: list[Learnables] = []
-    for t, s in targets:
-        w = t.weight2d()  # on its device_map device, else on the tuning device
-        learnables.append(_start(t, s, w, importance[t.name], opts))
+    learnables = _starts(targets, importance, opts)
     cfg = TuneConfig(iters=opts.iters, lr=opts.lr, minmax_lr=opts.minmax_lr, batch_size=opts.batch_size,
                      gradient_accumulate_steps=opts.gradient_accumulate_steps,
                      enable_minmax_tuning=opts.enable_minmax_tuning, not_use_best_mse=opts.not_use_best_mse,
@@ -294,6 +291,34 @@ def _tune(block: nn.Module, targets: list[tuple[Target, QuantScheme]], importanc
             "start_loss": st.start_loss, "tuned_loss": st.tuned_loss, "fell_back": st.fell_back}
 
 
+def _starts(targets: list[tuple[Target, QuantScheme]], importance: dict[str, Tensor | None],
+            opts: QuantizeOptions) -> list[Learnables]:
+    """Learnables of every target at its starting range; data-parallel ranks search the ranges
+    of the weights they own in tuning and share them."""
+    owners = distributed.owners([t.weight2d().numel() for t, _ in targets])
+    learnables = []
+    for (t, s), owner in zip(targets, owners):
+        w = t.weight2d()  # on its device_map device, else on the tuning device
+        if owner == distributed.rank():
+            learnables.append(_start(t, s, w, importance[t.name], opts))
+        else:  # placeholders, overwritten by the owner's broadcast
+            ones = torch.ones(scale_shape(tuple(w.shape), s), device=w.device)
+            learnables.append(make_learnables(t, s, (ones, ones.clone()), w.device, clip_max=_clip_max(opts),
+                                              tune_range=_tunes_range(s)))
+    for lp, owner in zip(learnables, owners):
+        distributed.broadcast_(lp.min_scale.data, owner)
+        distributed.broadcast_(lp.max_scale.data, owner)
+    return learnables
+
+
+def _clip_max(opts: QuantizeOptions) -> float:
+    return EXT_CLIP_MAX if opts.enable_alg_ext else CLIP_MAX
+
+
+def _tunes_range(s: QuantScheme) -> bool:
+    return s.data_type not in ("int_dq", "int_ggml")
+
+
 def _start(t: Target, s: QuantScheme, w: Tensor, imatrix: Tensor | None, opts: QuantizeOptions) -> Learnables:
     """Learnables at the optimized-RTN range (the plain range with disable_opt_rtn). GGUF types
     keep theirs frozen: their scales come from the weighted least-squares search, and moving the
@@ -302,8 +327,7 @@ def _start(t: Target, s: QuantScheme, w: Tensor, imatrix: Tensor | None, opts: Q
         lo = hi = torch.ones(scale_shape(tuple(w.shape), s), device=w.device)
     else:
         lo, hi = search_range(w, s, imatrix, opts.enable_alg_ext)
-    return make_learnables(t, s, (lo, hi), w.device, clip_max=EXT_CLIP_MAX if opts.enable_alg_ext else CLIP_MAX,
-                           tune_range=s.data_type not in ("int_dq", "int_ggml"))
+    return make_learnables(t, s, (lo, hi), w.device, clip_max=_clip_max(opts), tune_range=_tunes_range(s))
 
 
 def _tune_with_retries(block: nn.Module, learnables: list[Learnables], x: Tensor, y: Tensor,
