@@ -1,4 +1,4 @@
-"""Benchmark ar-kernels' W4 layers against bf16 ``torch.matmul`` on one GPU; prints JSON.
+"""Benchmark ar-kernels' W4 layers against bf16 ``torch.matmul`` on one GPU; prints JSON and a table.
 
 Decode (batch 1) and prefill (batch 2048) on a 4096 x 14336 layer (in x out), 4-bit, group 128,
 as in a Llama-3-8B MLP up/gate projection. Weights are random codes packed with
@@ -6,35 +6,45 @@ as in a Llama-3-8B MLP up/gate projection. Weights are random codes packed with
 The L2 cache is flushed before every timed call (each layer's weight is read once per token in
 a real model, and the 4-bit weight would otherwise sit in the H100's 50 MB L2). Decode is timed
 eagerly and inside a CUDA graph (how servers run decode; it removes Python launch overhead).
+Backends: triton, cuda (NVRTC tensor-core GEMV) and tinygemm (torch's int4 kernel, bf16 only), each
+against the torch backend's output (relative error).
 
     python benchmarks/kernel_bench.py                       # defaults above
     python benchmarks/kernel_bench.py --in 4096 --out 4096 --bits 8 --json out.json
+    python benchmarks/kernel_bench.py --decode-rows 1 16 --prefill-rows 2048 --triton-variants
 Needs only torch, triton and ar_kernels.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
 from collections.abc import Callable
 
 import torch
-from ar_kernels import LayerDesc, TorchIntLinear, TritonIntLinear
+
+from ar_kernels import CudaIntLinear, LayerDesc, TinygemmIntLinear, TorchIntLinear, TritonIntLinear
 from ar_kernels.packing import gptq
 
 
-def build_layer(cls: type, inp: int, out: int, bits: int, group: int, dtype: torch.dtype) -> torch.nn.Module:
-    """A QuantLinear of ``cls`` on CUDA holding random packed weights (sym, GPTQ layout)."""
+@functools.lru_cache(maxsize=2)
+def _state_dict(inp: int, out: int, bits: int, group: int) -> dict:
+    """Random codes and scales packed as a GPTQ sym checkpoint (built once per shape: packing is slow)."""
     g = torch.Generator().manual_seed(0)
     ng = -(-inp // (inp if group == -1 else group))
     codes = torch.randint(0, 2**bits, (out, inp), generator=g, dtype=torch.int32).to(torch.uint8)
     zero = torch.full((out, ng), 2 ** (bits - 1), dtype=torch.int32)
-    sd = {"qweight": gptq.pack_qweight(codes, bits), "qzeros": gptq.pack_qzeros(zero, bits),
-          "scales": (torch.rand(out, ng, generator=g) * 0.01 + 0.001).half().t().contiguous()}
+    return {"qweight": gptq.pack_qweight(codes, bits), "qzeros": gptq.pack_qzeros(zero, bits),
+            "scales": (torch.rand(out, ng, generator=g) * 0.01 + 0.001).half().t().contiguous()}
+
+
+def build_layer(cls: type, inp: int, out: int, bits: int, group: int, dtype: torch.dtype) -> torch.nn.Module:
+    """A QuantLinear of ``cls`` on CUDA holding random packed weights (sym, GPTQ layout)."""
     desc = LayerDesc(in_features=inp, out_features=out, bits=bits, group_size=group, sym=True, dtype=dtype)
     layer = cls(desc, bias=False, device="meta")
-    layer.load_state_dict(sd, assign=True)
+    layer.load_state_dict({k: v.clone() for k, v in _state_dict(inp, out, bits, group).items()}, assign=True)
     layer = layer.cuda()
     layer.post_init()
     return layer
@@ -86,44 +96,81 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
-def bench_rows(rows: int, tri: torch.nn.Module, ref: torch.nn.Module, w_bf16: torch.Tensor,
-               timer: Timer, dtype: torch.dtype, decode: bool, hot: Timer | None = None) -> dict:
+def _backend_row(layer: torch.nn.Module, x: torch.Tensor, want: torch.Tensor, timer: Timer, base: dict,
+                 graph: bool, hot: Timer | None) -> dict:
+    r = {"rel_err_vs_torch": rel_err(layer(x), want), "us": timer(lambda: layer(x))}
+    r["speedup_vs_bf16"] = base["bf16_matmul_us"] / r["us"]
+    if graph:
+        r["graph_us"] = timer(graphed(lambda: layer(x)))
+        r["speedup_vs_bf16_graph"] = base["bf16_matmul_graph_us"] / r["graph_us"]
+        if hot is not None:  # L2 not flushed: the 4-bit weight (29 MB) fits the H100's 50 MB L2
+            r["hot_l2_graph_us"] = hot(graphed(lambda: layer(x)))
+    return r
+
+
+def bench_decode(rows: int, layers: dict, ref: torch.nn.Module, w_bf16: torch.Tensor, timer: Timer,
+                 dtype: torch.dtype, hot: Timer | None, triton_variants: bool) -> dict:
+    """A few rows: every backend eager and replayed from a CUDA graph, against bf16 ``torch.matmul``."""
     x = torch.randn(rows, w_bf16.shape[0], device="cuda", dtype=dtype)
     res: dict = {"rows": rows}
     with torch.no_grad():
-        res["rel_err_triton_vs_torch"] = rel_err(tri(x), ref(x))
+        want = ref(x)
         res["bf16_matmul_us"] = timer(lambda: torch.matmul(x, w_bf16))
+        res["bf16_matmul_graph_us"] = timer(graphed(lambda: torch.matmul(x, w_bf16)))
+        if hot is not None:
+            res["hot_l2_bf16_matmul_graph_us"] = hot(graphed(lambda: torch.matmul(x, w_bf16)))
         res["torch_backend_us"] = timer(lambda: ref(x))
-        res["triton_us"] = timer(lambda: tri(x))
-        if decode:
-            res["bf16_matmul_graph_us"] = timer(graphed(lambda: torch.matmul(x, w_bf16)))
-            res["triton_graph_us"] = timer(graphed(lambda: tri(x)))
-            res["speedup_vs_bf16"] = res["bf16_matmul_us"] / res["triton_us"]
-            res["speedup_vs_bf16_graph"] = res["bf16_matmul_graph_us"] / res["triton_graph_us"]
+        for name, layer in layers.items():
+            res[name] = _backend_row(layer, x, want, timer, res, True, hot)
+        tri = layers.get("triton")
+        if triton_variants and tri is not None:
             tri.fast_gemv = True  # scale per group: exact fp32 dequant, not rounded like the torch backend
-            res["rel_err_fast_vs_torch"] = rel_err(tri(x), ref(x))
-            res["triton_fast_us"] = timer(lambda: tri(x))
-            res["triton_fast_graph_us"] = timer(graphed(lambda: tri(x)))
-            res["speedup_fast_vs_bf16"] = res["bf16_matmul_us"] / res["triton_fast_us"]
-            res["speedup_fast_vs_bf16_graph"] = res["bf16_matmul_graph_us"] / res["triton_fast_graph_us"]
+            res["triton_fast"] = _backend_row(tri, x, want, timer, res, True, None)
             tri.fast_gemv = False
-            if hot is not None:  # L2 not flushed: the 4-bit weight (29 MB) fits the H100's 50 MB L2
-                res["hot_l2_bf16_matmul_graph_us"] = hot(graphed(lambda: torch.matmul(x, w_bf16)))
-                res["hot_l2_triton_graph_us"] = hot(graphed(lambda: tri(x)))
-        else:
+    return res
+
+
+def bench_prefill(rows: int, layers: dict, ref: torch.nn.Module, w_bf16: torch.Tensor, timer: Timer,
+                  dtype: torch.dtype, triton_variants: bool) -> dict:
+    """Many rows: every backend's default path against bf16 ``torch.matmul`` (cuBLAS)."""
+    x = torch.randn(rows, w_bf16.shape[0], device="cuda", dtype=dtype)
+    res: dict = {"rows": rows}
+    with torch.no_grad():
+        want = ref(x)
+        res["bf16_matmul_us"] = timer(lambda: torch.matmul(x, w_bf16))
+        for name, layer in layers.items():
+            r = _backend_row(layer, x, want, timer, res, False, None)
+            r["ratio_to_bf16"] = r["us"] / res["bf16_matmul_us"]
+            if name == "cuda":  # its large-batch path: this dequantization, then cuBLAS
+                r["dequant_us"] = timer(lambda: layer.dequantize(dtype))  # noqa: B023
+            res[name] = r
+        tri = layers.get("triton")
+        if triton_variants and tri is not None:
             default = tri.dequant_min_rows
             tri.dequant_min_rows = None  # the dequantize-in-register GEMM
-            res["rel_err_fused_vs_torch"] = rel_err(tri(x), ref(x))
-            res["triton_fused_gemm_us"] = timer(lambda: tri(x))
+            res["triton_fused_gemm"] = _backend_row(tri, x, want, timer, res, False, None)
             tri.dequant_min_rows = 1  # dequantize the weight once, then cuBLAS
-            res["rel_err_dequant_vs_torch"] = rel_err(tri(x), ref(x))
-            res["triton_dequant_cublas_us"] = timer(lambda: tri(x))
+            res["triton_dequant_cublas"] = _backend_row(tri, x, want, timer, res, False, None)
             tri.dequant_min_rows = default
-            best = min(res["triton_fused_gemm_us"], res["triton_dequant_cublas_us"])
-            res["best_triton_us"] = best
-            res["ratio_to_bf16"] = best / res["bf16_matmul_us"]
-            res["ratio_default_path_to_bf16"] = res["triton_us"] / res["bf16_matmul_us"]
     return res
+
+
+def summary(result: dict) -> str:
+    """A short table: per case and backend, time, ratio to bf16 and error against the torch backend."""
+    lines = [f"{'case':<22}{'backend':<24}{'us':>9}{'bf16 us':>9}{'vs bf16':>9}{'rel err':>10}"]
+    for kind in ("decode", "prefill"):
+        for res in result[kind]:
+            for name, r in res.items():
+                if not isinstance(r, dict):
+                    continue
+                for mode, key, base in (("eager", "us", "bf16_matmul_us"), ("graph", "graph_us", "bf16_matmul_graph_us")):
+                    if key in r:
+                        lines.append(f"{kind + ' ' + str(res['rows']) + ' ' + mode:<22}{name:<24}{r[key]:>9.1f}"
+                                     f"{res[base]:>9.1f}{res[base] / r[key]:>8.2f}x{r['rel_err_vs_torch']:>10.1e}")
+    return "\n".join(lines)
+
+
+LINEARS = {"triton": TritonIntLinear, "cuda": CudaIntLinear, "tinygemm": TinygemmIntLinear}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,8 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bits", type=int, default=4, choices=(2, 4, 8))
     p.add_argument("--group", type=int, default=128)
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16"))
+    p.add_argument("--backends", nargs="+", default=list(LINEARS), choices=list(LINEARS))
     p.add_argument("--decode-rows", type=int, nargs="+", default=[1])
     p.add_argument("--prefill-rows", type=int, nargs="+", default=[2048])
+    p.add_argument("--triton-variants", action="store_true", help="also time triton's fast GEMV, fused GEMM and "
+                                                                   "dequant + cuBLAS paths")
     p.add_argument("--reps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--json", default=None, help="also write the result to this file")
@@ -143,21 +193,29 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"error": "CUDA is not available"}))
         return 1
     dtype = getattr(torch, a.dtype)
-    tri = build_layer(TritonIntLinear, a.inp, a.out, a.bits, a.group, dtype)
     ref = build_layer(TorchIntLinear, a.inp, a.out, a.bits, a.group, dtype)
+    layers = {}
+    for name in a.backends:
+        spec = LINEARS[name].spec
+        if spec.reasons(ref.desc, "cuda"):
+            continue  # e.g. tinygemm with fp16, cuda with 8 bits
+        layers[name] = build_layer(LINEARS[name], a.inp, a.out, a.bits, a.group, dtype)
     w_bf16 = ref.dequantize(dtype).t().contiguous()  # (in, out): x @ w as a dense layer would
-    timer = Timer(a.reps, a.warmup)
+    timer, hot = Timer(a.reps, a.warmup), Timer(a.reps, a.warmup, hot=True)
     import triton
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
               "shape_in_out": [a.inp, a.out], "bits": a.bits, "group": a.group, "dtype": a.dtype,
-              "decode": [bench_rows(r, tri, ref, w_bf16, timer, dtype, True, Timer(a.reps, a.warmup, hot=True))
+              "decode": [bench_decode(r, layers, ref, w_bf16, timer, dtype, hot, a.triton_variants)
                          for r in a.decode_rows],
-              "prefill": [bench_rows(r, tri, ref, w_bf16, timer, dtype, False) for r in a.prefill_rows]}
+              "prefill": [bench_prefill(r, layers, ref, w_bf16, timer, dtype, a.triton_variants)
+                          for r in a.prefill_rows]}
     text = json.dumps(result, indent=2)
-    print(text)
     if a.json:
         with open(a.json, "w") as f:
             f.write(text)
+    else:
+        print(text)
+    print(summary(result))
     return 0
 
 

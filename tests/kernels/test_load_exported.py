@@ -80,15 +80,16 @@ def test_gemma_w4a16_generates_fake_quant_tokens(gemma_path: Path, tmp_path: Pat
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_load_on_cuda_picks_triton(tmp_path: Path) -> None:
-    """On a GPU with triton installed, 4-bit layers run the triton backend; logits stay close."""
+def test_load_on_cuda_picks_gpu_kernels(tmp_path: Path) -> None:
+    """On a GPU, 4-bit layers run the cuda backend (triton where a shape needs it); logits stay close."""
     pytest.importorskip("triton")
-    from ar_kernels import TritonIntLinear
+    from ar_kernels import CudaIntLinear, TritonIntLinear
     model = _bf16("qwen2", tmp_path)
     qmodel = fake_quantize(model, "W4A16")
     ar_export.save(qmodel, model, tiny_tokenizer(), tmp_path / "q", "auto_round")
     q = ar_kernels.load(tmp_path / "q", device="cuda")
-    assert sum(isinstance(m, TritonIntLinear) for m in q.modules()) == len(qmodel.layers)
+    assert sum(isinstance(m, (CudaIntLinear, TritonIntLinear)) for m in q.modules()) == len(qmodel.layers)
+    assert any(isinstance(m, CudaIntLinear) for m in q.modules())
     ids = torch.randint(3, 250, (2, 16), generator=torch.Generator().manual_seed(0)).cuda()
     with torch.no_grad():
         want = model.cuda()(ids).logits.float()

@@ -20,8 +20,20 @@ def test_cpu_picks_torch() -> None:
 
 def test_cuda_prefers_triton_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(BackendSpec, "missing_requirements", lambda self: [])
+    monkeypatch.setattr(torch.version, "cuda", None)  # a CPU-only torch: no NVRTC kernels
     assert select_backend(W4, "cuda").name == "triton:int"
     assert select_backend(W4, "cuda:1", backend="torch").name == "torch:int"
+
+
+def test_cuda_build_prefers_nvrtc_kernels_for_4_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(BackendSpec, "missing_requirements", lambda self: [])
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    assert select_backend(W4, "cuda").name == "cuda:int"
+    d8 = LayerDesc(in_features=256, out_features=64, bits=8, group_size=128, sym=True, dtype=torch.bfloat16)
+    assert select_backend(d8, "cuda").name == "triton:int"
+    odd = LayerDesc(in_features=96, out_features=64, bits=4, group_size=32, sym=True, dtype=torch.bfloat16)
+    assert select_backend(odd, "cuda").name == "triton:int"  # in_features not a multiple of 64
+    assert select_backend(W4, "cuda", backend="tinygemm").name == "tinygemm:int"
 
 
 def test_three_bit_falls_back_to_torch_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,6 +65,7 @@ def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_hint_when_better_backend_not_installed(monkeypatch: pytest.MonkeyPatch,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(BackendSpec, "missing_requirements", lambda self: list(self.requirements))
+    monkeypatch.setattr(torch.version, "cuda", None)
     _HINTED.discard("triton:int")
     with caplog.at_level(logging.INFO, logger="ar"):
         assert select_backend(W4, "cuda").name == "torch:int"

@@ -1,6 +1,6 @@
 """ar-kernels: load ar (and GPTQ / AWQ) checkpoints into models that run fast. Needs torch alone.
 
-Optional backends (Triton, IPEX, Habana) and transformers are imported only when used.
+Optional backends (Triton, IPEX, Habana, NVRTC-built CUDA kernels) and transformers are loaded only when used.
 
 >>> import ar_kernels
 >>> model = ar_kernels.load("out/W4A16", device="cuda")  # doctest: +SKIP
@@ -17,6 +17,8 @@ from .backends import FloatQuantLinear, IntQuantLinear, QuantLinear
 from .backends.torch import TorchIntLinear
 from .backends.fp import TorchFloatLinear
 from .backends.triton import TritonIntLinear
+from .backends.cuda import CudaIntLinear
+from .backends.tinygemm import TinygemmIntLinear
 from .backends.ipex import IpexIntLinear
 from .backends.hpu import HpuIntLinear
 
@@ -35,7 +37,8 @@ __all__ = [
     # backends
     "BACKENDS", "BackendSpec", "LayerDesc", "register_backend", "select_backend",
     "QuantLinear", "IntQuantLinear", "FloatQuantLinear",
-    "TorchIntLinear", "TorchFloatLinear", "TritonIntLinear", "IpexIntLinear", "HpuIntLinear",
+    "TorchIntLinear", "TorchFloatLinear", "TritonIntLinear", "CudaIntLinear", "TinygemmIntLinear",
+    "IpexIntLinear", "HpuIntLinear",
     # loading
     "load", "make_quant_linear", "replace_linears", "post_init_model", "register_transformers_quantizer",
     "verify_checkpoint",

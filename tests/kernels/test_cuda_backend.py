@@ -1,0 +1,144 @@
+"""The ``cuda`` backend (NVRTC tensor-core GEMV) and ``tinygemm``: layouts on CPU, kernels on a GPU.
+
+On CPU: the mma weight layout against its documented formula, the exactness of the bf16 scale
+split over every fp16 scale, and the layers' torch paths (same repacked buffers) against the torch
+backend bit for bit. With CUDA (``-m gpu``): the kernels against the torch backend (< 1e-3) and the
+dequantization kernel bit for bit. benchmarks/kernel_bench.py covers speed.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ar_kernels import CudaIntLinear, TinygemmIntLinear, TorchIntLinear
+from ar_kernels.backends._mma_layout import pack_w4_mma, split_scale_bf16, unpack_w4_mma
+
+from ._layers import build, random_int_layer, rel_err
+
+CUDA = torch.cuda.is_available()
+
+
+def test_mma_layout_follows_its_formula() -> None:
+    k, n = 128, 40  # two k blocks, three tiles (the last one padded)
+    codes = torch.randint(0, 16, (k, n), generator=torch.Generator().manual_seed(0), dtype=torch.int32)
+    words = pack_w4_mma(codes)
+    assert words.shape == (3, 2, 32, 4) and words.dtype == torch.int32
+    for tile in range(3):
+        for kb in range(2):
+            for lane in range(32):
+                g, c = divmod(lane, 4)
+                for kk in range(4):
+                    w = int(words[tile, kb, lane, kk]) & 0xFFFFFFFF
+                    for p in range(8):
+                        col = 16 * tile + g + 8 * (p & 1)
+                        row = 64 * kb + 16 * c + 4 * kk + 2 * ((p >> 1) & 1) + (p >> 2)
+                        want = int(codes[row, col]) if col < n else 0
+                        assert (w >> (4 * p)) & 0xF == want, (tile, kb, lane, kk, p)
+
+
+def test_mma_layout_round_trip() -> None:
+    codes = torch.randint(0, 16, (192, 72), generator=torch.Generator().manual_seed(1), dtype=torch.int32)
+    assert torch.equal(unpack_w4_mma(pack_w4_mma(codes), 192, 72), codes)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        pack_w4_mma(codes[:100])
+
+
+def test_bf16_scale_split_is_exact_for_every_fp16_scale() -> None:
+    """hi + lo == s, (q - z) * lo is a bf16 value, so fma(q - z, hi, (q - z) * lo) rounds (q - z) * s once."""
+    bits = torch.arange(0, 0x7C00, dtype=torch.int32).to(torch.int16)  # every finite fp16 >= 0, subnormals too
+    s = torch.cat([bits.view(torch.float16), -bits.view(torch.float16)])
+    hi, lo = split_scale_bf16(s)
+    assert torch.equal(hi.double() + lo.double(), s.double())
+    d = torch.arange(-15, 16, dtype=torch.float64)[:, None]  # q - z for 4-bit codes and zero points
+    c = d * lo.double()[None, :]
+    assert torch.equal(c.to(torch.bfloat16).double(), c)
+    assert torch.equal(d * hi.double()[None, :] + c, d * s.double()[None, :])
+
+
+CASES = [(128, True, "gptq"), (32, False, "auto_round"), (64, False, "awq"), (-1, True, "gptq"),
+         (48, False, "gptq")]
+
+
+@pytest.mark.parametrize("group,sym,packing", CASES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_cuda_layer_repacks_exactly(group: int, sym: bool, packing: str, dtype: torch.dtype) -> None:
+    """post_init's repacked words, scales and zeros give the torch backend's weight and product bit for bit."""
+    layer = random_int_layer(40, 192, 4, group, sym, packing, dtype=dtype, bias=True, seed=group + 7)
+    ref, ours = build(layer, TorchIntLinear), build(layer, CudaIntLinear)
+    assert ours.qweight.shape == (3, 3, 32, 4) and ours.sym == sym
+    assert torch.equal(ours.dequantize(dtype), ref.dequantize(dtype))
+    x = torch.randn(3, 192).to(dtype)
+    assert torch.equal(ours(x), ref(x))
+
+
+def test_tinygemm_cpu_twin_repacks_and_folds_zeros() -> None:
+    """tinygemm's offset = (8 - zero) * scale; its bf16 scales keep it ~2e-3 from the torch backend."""
+    layer = random_int_layer(64, 256, 4, 64, False, "auto_round", dtype=torch.bfloat16, seed=3)
+    ref, tg = build(layer, TorchIntLinear), build(layer, TinygemmIntLinear)
+    w = layer["weight"]  # (out, in) exact fp32
+    assert rel_err(tg.dequantize(torch.float32), w) < 4e-3
+    x = torch.randn(5, 256).to(torch.bfloat16)
+    assert rel_err(tg(x), ref(x)) < 5e-3
+
+
+# ---- on a GPU ---------------------------------------------------------------------------------
+
+
+def _compare(cls: type, group: int, sym: bool, packing: str, dtype: torch.dtype, rows: int,
+             out: int = 1000, inp: int = 2048, bias: bool = True) -> tuple[float, torch.nn.Module, torch.nn.Module]:
+    layer = random_int_layer(out, inp, 4, group, sym, packing, dtype=dtype, bias=bias, seed=rows + group)
+    ref, ours = build(layer, TorchIntLinear, "cuda"), build(layer, cls, "cuda")
+    x = torch.randn(rows, inp, generator=torch.Generator().manual_seed(rows)).to("cuda", dtype)
+    return rel_err(ours(x), ref(x)), ref, ours
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("group,sym,packing", CASES)
+@pytest.mark.parametrize("rows", [1, 3, 8, 9, 16, 17, 32, 33, 300])
+def test_cuda_kernels_match_torch(dtype: torch.dtype, group: int, sym: bool, packing: str, rows: int) -> None:
+    err, ref, ours = _compare(CudaIntLinear, group, sym, packing, dtype, rows)
+    assert err < 1e-3
+    if rows == 1:
+        assert torch.equal(ours.dequantize(dtype), ref.dequantize(dtype))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_kernel_in_a_graph_and_strided_input() -> None:
+    layer = random_int_layer(4096, 4096, 4, 128, True, "gptq", dtype=torch.bfloat16, seed=5)
+    ref, ours = build(layer, TorchIntLinear, "cuda"), build(layer, CudaIntLinear, "cuda")
+    x = torch.randn(2, 8192, device="cuda", dtype=torch.bfloat16)[:, ::2]  # strided: copied
+    assert rel_err(ours(x), ref(x)) < 1e-3
+    x1 = torch.randn(1, 4096, device="cuda", dtype=torch.bfloat16)
+    ours(x1)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = ours(x1)
+    x1.copy_(torch.randn_like(x1))
+    graph.replay()
+    assert rel_err(y, ref(x1)) < 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("rows", [1, 16, 300])
+def test_tinygemm_on_cuda(rows: int) -> None:
+    err, _, _ = _compare(TinygemmIntLinear, 128, False, "auto_round", torch.bfloat16, rows, out=1024)
+    assert err < 5e-3  # bf16 scales: ~2.4e-3 (module docstring)
+
+
+def test_kernel_source_compiles_with_nvrtc() -> None:
+    """Every variant compiles for sm_80 and sm_90 (where an NVRTC library is found; no GPU needed)."""
+    from ar_kernels.backends._nvrtc import compile_cubin, nvrtc_library
+    from ar_kernels.backends.cuda import _source
+    from ar_kernels.errors import MissingDependencyError
+    try:
+        nvrtc_library()
+    except MissingDependencyError:
+        pytest.skip("no NVRTC library (a CPU-only torch without nvidia-cuda-nvrtc)")
+    for arch in ("sm_80", "sm_90"):
+        for bf16, sym, group, mt in ((1, 1, 128, 1), (0, 0, 32, 2), (1, 0, 4096, 4), (0, 1, 48, 1)):
+            defines = {"AR_BF16": bf16, "AR_SYM": sym, "AR_GROUP": group, "AR_MT": mt}
+            assert compile_cubin(_source(), arch, defines)[:4] == b"\x7fELF"
