@@ -1,10 +1,11 @@
 """Data-parallel tuning: one process per GPU (NCCL), or several CPU processes (gloo) in tests.
 
 What is shared and what is split
-  Every rank holds the whole model and every calibration sample (broadcast from rank 0), and
-  computes the block forwards that are not tuning (fp targets, quantized chain, importance)
-  for all samples itself: simple, and a few percent of a block's time. The tuning loop is
-  split two ways (``ar_core.signround.StepWeights``):
+  Every rank holds the whole model and every calibration sample (broadcast from rank 0). The
+  block forwards that are not tuning (fp targets, quantized chain) are computed on contiguous
+  sample shards and their outputs shared (:func:`share_rows_`); the importance (mean x^2 per
+  input channel) is summed over ranks. The tuning loop is split two ways
+  (``ar_core.signround.StepWeights``):
   - samples: each step draws the same global batch of ``batch_size`` samples on every rank and
     rank r computes its contiguous 1/W slice (``batch_size`` must divide by W);
   - weights: each quantized weight of the block has an owner rank (:func:`owners`, balanced by
@@ -169,9 +170,10 @@ def shard_batches(batches: Iterator[Tensor]) -> Iterator[Tensor]:
         yield idx[r * b:(r + 1) * b] if w > 1 else idx
 
 
-def shard_range(n: int) -> tuple[int, int]:
-    """[lo, hi) of this rank's contiguous share of ``n`` samples (sizes differ by at most one)."""
-    w, r = world_size(), rank()
+def shard_range(n: int, of_rank: int | None = None) -> tuple[int, int]:
+    """[lo, hi) of this (or ``of_rank``'s) contiguous share of ``n`` samples (sizes differ by at
+    most one)."""
+    w, r = world_size(), rank() if of_rank is None else of_rank
     return r * n // w, (r + 1) * n // w
 
 
@@ -228,6 +230,29 @@ def reduce_mean_(t: Tensor, dst: int) -> None:
         dist.reduce(t, dst=dst)
         if rank() == dst:
             t.div_(world_size())
+
+
+@torch.no_grad()
+def share_rows_(y: Tensor) -> None:
+    """Every rank's :func:`shard_range` rows of ``y`` onto all ranks (in place); a no-op alone."""
+    if not is_data_parallel():
+        return
+    dev = _comm_device()
+    for r in range(world_size()):
+        lo, hi = shard_range(y.shape[0], r)
+        part = y[lo:hi]
+        buf = part if part.device == dev and part.is_contiguous() else part.to(dev).contiguous()
+        dist.broadcast(buf, src=r)
+        if buf is not part:
+            part.copy_(buf)
+
+
+@torch.no_grad()
+def all_reduce_sum_(t: Tensor | None) -> Tensor | None:
+    """The sum over ranks of ``t`` into ``t`` (None passes through); a no-op in a single process."""
+    if t is not None and is_data_parallel():
+        dist.all_reduce(t)
+    return t
 
 
 def all_reduce_sum(value: float) -> float:

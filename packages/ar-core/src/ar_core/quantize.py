@@ -247,7 +247,7 @@ def _quantize_block(block: nn.Module, targets: list[tuple[Target, QuantScheme]],
     if not torch.isfinite(fp_out).all():
         raise QuantizeError(f"block {index} of the full-precision model gives NaN/Inf activations on the "
                             "calibration samples; check the model weights, or use --disable_amp if bf16 overflows")
-    importance = {t.name: imatrix.pop(t.name, None) for t, _ in targets}
+    importance = {t.name: distributed.all_reduce_sum_(imatrix.pop(t.name, None)) for t, _ in targets}
     for h in imatrix.pop("__handles__"):
         h.remove()
     timer.lap("fp_forward")
@@ -383,18 +383,18 @@ def _apply_layers(model: nn.Module, layers: list[QuantizedLayer], qmodel: Quanti
 def _forward_all(block: nn.Module, x: Tensor, kwargs: dict[str, Any], opts: QuantizeOptions, amp: bool,
                  inplace: bool = False) -> Tensor:
     """Block outputs for all samples, in batches, stored like the inputs; ``inplace`` writes them
-    over ``x`` (one activation cache less on the device)."""
+    over ``x`` (one activation cache less on the device). Data-parallel ranks each compute a
+    contiguous shard of the samples and share the outputs."""
     device = torch.device(opts.device)
-    outs = []
+    y = x if inplace else torch.empty_like(x)
+    lo, hi = distributed.shard_range(x.shape[0])
+    bs = distributed.local_batch_size(opts.batch_size)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        bs = distributed.local_batch_size(opts.batch_size)  # every rank computes all samples
-        for i in range(0, x.shape[0], bs):
-            out = call_block(block, x[i:i + bs].to(device), kwargs).to(x.device, x.dtype)
-            if inplace:
-                x[i:i + bs] = out
-            else:
-                outs.append(out)
-    return x if inplace else torch.cat(outs)
+        for i in range(lo, hi, bs):
+            j = min(i + bs, hi)
+            y[i:j] = call_block(block, x[i:j].to(device), kwargs).to(x.device, x.dtype)
+    distributed.share_rows_(y)
+    return y
 
 
 def _fp_inplace(fp_in: Tensor, q_in: Tensor, opts: QuantizeOptions) -> bool:
