@@ -98,7 +98,8 @@ def run_split(a: argparse.Namespace, path: str, samples: torch.Tensor) -> dict:
                 torch.cuda.reset_peak_memory_stats(i)
         model = load_model(path)
         t = time.time()
-        q = quantize(model, None, a.scheme, samples, device=main, enable_torch_compile=False, **options(a), **extra)
+        q = quantize(model, None, a.scheme, samples, device=main, enable_torch_compile=False,
+                     enable_deterministic_algorithms=a.deterministic, **options(a), **extra)
         wall = time.time() - t
         runs[name] = layers_of(q)
         out[name] = {"wall_s": round(wall, 1), **block_seconds(q, wall),
@@ -174,6 +175,8 @@ def main() -> None:
     ap.add_argument("--compile", type=lambda s: s == "1", default=None, help="dp part: 1/0 forces torch.compile")
     ap.add_argument("--dp_equality", action="store_true", help="also compare 2 GPUs with 1 GPU at half batch x 2")
     ap.add_argument("--tiny", action="store_true", help="CPU dry run on a tiny model")
+    ap.add_argument("--deterministic", action="store_true",
+                    help="split part: enable_deterministic_algorithms on both sides (needs CUBLAS_WORKSPACE_CONFIG=:4096:8)")
     ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args()
     if a.tiny:
