@@ -40,12 +40,16 @@ def _state_dict(inp: int, out: int, bits: int, group: int) -> dict:
             "scales": (torch.rand(out, ng, generator=g) * 0.01 + 0.001).half().t().contiguous()}
 
 
-def build_layer(cls: type, inp: int, out: int, bits: int, group: int, dtype: torch.dtype) -> torch.nn.Module:
-    """A QuantLinear of ``cls`` on CUDA holding random packed weights (sym, GPTQ layout)."""
+def build_layer(cls: type, inp: int, out: int, bits: int, group: int, dtype: torch.dtype,
+                **attrs: object) -> torch.nn.Module:
+    """A QuantLinear of ``cls`` on CUDA holding random packed weights (sym, GPTQ layout); ``attrs`` are set
+    on the layer before ``post_init`` (e.g. the cuda backend's ``kchunk``)."""
     desc = LayerDesc(in_features=inp, out_features=out, bits=bits, group_size=group, sym=True, dtype=dtype)
     layer = cls(desc, bias=False, device="meta")
     layer.load_state_dict({k: v.clone() for k, v in _state_dict(inp, out, bits, group).items()}, assign=True)
     layer = layer.cuda()
+    for name, value in attrs.items():
+        setattr(layer, name, value)
     layer.post_init()
     return layer
 
@@ -185,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prefill-rows", type=int, nargs="+", default=[2048])
     p.add_argument("--triton-variants", action="store_true", help="also time triton's fast GEMV, fused GEMM and "
                                                                    "dequant + cuBLAS paths")
+    p.add_argument("--cuda-attrs", nargs="+", default=[], metavar="NAME=INT",
+                   help="CudaIntLinear attributes for the cuda layer, e.g. kchunk=4 gemv_ring=2 gemv_depth=2")
     p.add_argument("--reps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--json", default=None, help="also write the result to this file")
@@ -199,12 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         spec = LINEARS[name].spec
         if spec.reasons(ref.desc, "cuda"):
             continue  # e.g. tinygemm with fp16, cuda with 8 bits
-        layers[name] = build_layer(LINEARS[name], a.inp, a.out, a.bits, a.group, dtype)
+        attrs = dict((k, int(v)) for k, v in (kv.split("=") for kv in a.cuda_attrs)) if name == "cuda" else {}
+        layers[name] = build_layer(LINEARS[name], a.inp, a.out, a.bits, a.group, dtype, **attrs)
     w_bf16 = ref.dequantize(dtype).t().contiguous()  # (in, out): x @ w as a dense layer would
     timer, hot = Timer(a.reps, a.warmup), Timer(a.reps, a.warmup, hot=True)
     import triton
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
               "shape_in_out": [a.inp, a.out], "bits": a.bits, "group": a.group, "dtype": a.dtype,
+              "cuda_attrs": a.cuda_attrs,
               "decode": [bench_decode(r, layers, ref, w_bf16, timer, dtype, hot, a.triton_variants)
                          for r in a.decode_rows],
               "prefill": [bench_prefill(r, layers, ref, w_bf16, timer, dtype, a.triton_variants)

@@ -18,29 +18,37 @@ from ._layers import build, random_int_layer, rel_err
 CUDA = torch.cuda.is_available()
 
 
-def test_mma_layout_follows_its_formula() -> None:
-    k, n = 128, 40  # two k blocks, three tiles (the last one padded)
+@pytest.mark.parametrize("kchunk", [1, 2, 0])
+def test_mma_layout_follows_its_formula(kchunk: int) -> None:
+    k, n = 256, 40  # four k blocks, three tiles (the last one padded)
     codes = torch.randint(0, 16, (k, n), generator=torch.Generator().manual_seed(0), dtype=torch.int32)
-    words = pack_w4_mma(codes)
-    assert words.shape == (3, 2, 32, 4) and words.dtype == torch.int32
+    words = pack_w4_mma(codes, kchunk)
+    p = kchunk or 4
+    assert words.shape == (4 // p, 3, p, 32, 4) and words.dtype == torch.int32
     for tile in range(3):
-        for kb in range(2):
+        for kb in range(4):
             for lane in range(32):
                 g, c = divmod(lane, 4)
                 for kk in range(4):
-                    w = int(words[tile, kb, lane, kk]) & 0xFFFFFFFF
-                    for p in range(8):
-                        col = 16 * tile + g + 8 * (p & 1)
-                        row = 64 * kb + 16 * c + 4 * kk + 2 * ((p >> 1) & 1) + (p >> 2)
+                    w = int(words[kb // p, tile, kb % p, lane, kk]) & 0xFFFFFFFF
+                    for i in range(8):
+                        col = 16 * tile + g + 8 * (i & 1)
+                        row = 64 * kb + 16 * c + 4 * kk + 2 * ((i >> 1) & 1) + (i >> 2)
                         want = int(codes[row, col]) if col < n else 0
-                        assert (w >> (4 * p)) & 0xF == want, (tile, kb, lane, kk, p)
+                        assert (w >> (4 * i)) & 0xF == want, (tile, kb, lane, kk, i)
 
 
 def test_mma_layout_round_trip() -> None:
-    codes = torch.randint(0, 16, (192, 72), generator=torch.Generator().manual_seed(1), dtype=torch.int32)
-    assert torch.equal(unpack_w4_mma(pack_w4_mma(codes), 192, 72), codes)
+    codes = torch.randint(0, 16, (448, 72), generator=torch.Generator().manual_seed(1), dtype=torch.int32)
+    for kchunk, shape in ((1, (7, 5, 1)), (4, (7, 5, 1)), (0, (1, 5, 7))):  # K / 64 = 7: P divides it
+        words = pack_w4_mma(codes, kchunk)
+        assert words.shape[:3] == shape
+        assert torch.equal(unpack_w4_mma(words, 448, 72), codes)
+    assert torch.equal(unpack_w4_mma(pack_w4_mma(codes[:256], 2), 256, 72), codes[:256])
     with pytest.raises(ValueError, match="multiple of 64"):
         pack_w4_mma(codes[:100])
+    with pytest.raises(ValueError, match="power of 2"):
+        pack_w4_mma(codes, 3)
 
 
 def test_bf16_scale_split_is_exact_for_every_fp16_scale() -> None:
@@ -65,7 +73,7 @@ def test_cuda_layer_repacks_exactly(group: int, sym: bool, packing: str, dtype: 
     """post_init's repacked words, scales and zeros give the torch backend's weight and product bit for bit."""
     layer = random_int_layer(40, 192, 4, group, sym, packing, dtype=dtype, bias=True, seed=group + 7)
     ref, ours = build(layer, TorchIntLinear), build(layer, CudaIntLinear)
-    assert ours.qweight.shape == (3, 3, 32, 4) and ours.sym == sym
+    assert ours.qweight.shape == (3, 3, 1, 32, 4) and ours.sym == sym  # k-block-major
     assert torch.equal(ours.dequantize(dtype), ref.dequantize(dtype))
     x = torch.randn(3, 192).to(dtype)
     assert torch.equal(ours(x), ref(x))
@@ -142,3 +150,30 @@ def test_kernel_source_compiles_with_nvrtc() -> None:
         for bf16, sym, group, mt in ((1, 1, 128, 1), (0, 0, 32, 2), (1, 0, 4096, 4), (0, 1, 48, 1)):
             defines = {"AR_BF16": bf16, "AR_SYM": sym, "AR_GROUP": group, "AR_MT": mt}
             assert compile_cubin(_source(), arch, defines)[:4] == b"\x7fELF"
+    for kchunk, ring, spref, ksplit, depth in ((0, 1, 1, 16, 4), (4, 0, 0, 4, 4), (1, 0, 1, 8, 2), (2, 1, 0, 2, 16),
+                                               (4, 2, 1, 4, 2), (1, 2, 0, 8, 4)):
+        defines = {"AR_KCHUNK": kchunk, "AR_RING": ring, "AR_SPREF": spref, "AR_KSPLIT": ksplit, "AR_DEPTH": depth}
+        assert compile_cubin(_source(), "sm_90", defines)[:4] == b"\x7fELF"
+
+
+VARIANTS = [(0, 0, 0, 4, 4), (0, 1, 1, 4, 8), (1, 0, 1, 8, 2), (2, 1, 0, 16, 8), (1, 1, 1, 2, 16),  # ring 0 / 1
+            (4, 2, 1, 4, 2), (2, 2, 0, 16, 4), (1, 2, 1, 4, 8), (8, 2, 1, 2, 2)]  # ring 2: bulk copies
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("kchunk,ring,spref,ksplit,depth", VARIANTS)
+def test_cuda_gemv_variants_match_torch(monkeypatch: pytest.MonkeyPatch, kchunk: int, ring: int, spref: int,
+                                        ksplit: int, depth: int) -> None:
+    """Every layout (kchunk) and load pipeline the benchmarks sweep gives the torch backend's product."""
+    monkeypatch.setattr(CudaIntLinear, "kchunk", kchunk)
+    cases = [(128, True, "gptq", torch.bfloat16, 1536), (32, False, "auto_round", torch.float16, 1536),
+             (48, False, "gptq", torch.bfloat16, 1536), (128, True, "gptq", torch.bfloat16, 192)]  # K/64 = 3
+    for group, sym, packing, dtype, inp in cases:
+        layer = random_int_layer(1000, inp, 4, group, sym, packing, dtype=dtype, bias=True, seed=inp + group)
+        ref, ours = build(layer, TorchIntLinear, "cuda"), build(layer, CudaIntLinear, "cuda")
+        ours.gemv_ring, ours.gemv_spref, ours.gemv_ksplit, ours.gemv_depth = ring, spref, ksplit, depth
+        for rows in (1, 5, 9, 17):
+            x = torch.randn(rows, inp, generator=torch.Generator().manual_seed(rows)).to("cuda", dtype)
+            assert rel_err(ours(x), ref(x)) < 1e-3, (group, sym, dtype, inp, rows)
+        assert torch.equal(ours.dequantize(dtype), ref.dequantize(dtype))

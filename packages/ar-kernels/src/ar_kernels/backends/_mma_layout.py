@@ -1,13 +1,17 @@
 """The ``cuda`` backend's weight layout: 4-bit codes ordered as mma.m16n8k16 A fragments (pure torch).
 
-``pack_w4_mma`` turns codes (K, N) into int32 words (ceil(N / 16), K / 64, 32, 4), one 16-byte
+``pack_w4_mma`` turns codes (K, N) into int32 words (K / 64 / P, ceil(N / 16), P, 32, 4), one 16-byte
 load per lane per 64 input channels (see ``_w4_mma.cu`` for how the kernel reads them):
 
-  word [tile, kb, lane, kk], lane = 4 * g + c, nibble p (bits 4p .. 4p+3) holds the code of
-  column n = 16 * tile + g + 8 * (p & 1) and input channel k = 64 * kb + 16 * c + 4 * kk + j,
+  word [kb // P, tile, kb % P, lane, kk], lane = 4 * g + c, nibble p (bits 4p .. 4p+3) holds the code
+  of column n = 16 * tile + g + 8 * (p & 1) and input channel k = 64 * kb + 16 * c + 4 * kk + j,
   j = 2 * ((p >> 1) & 1) + (p >> 2).
 
-Columns are padded to a multiple of 16 with code 0 (their outputs are never written).
+P (``kchunk``) 64-k blocks of a tile are stored together. P = 1 (the default) is k-block-major: the
+16-byte chunks of one 64-k block for every tile are contiguous, so the warps working on one k step
+read one span of memory. P = K / 64 (``kchunk=0``) is tile-major: each tile's whole K is one
+contiguous stream (the first layout). Columns are padded to a multiple of 16 with code 0 (their
+outputs are never written).
 
 >>> import torch
 >>> codes = torch.randint(0, 16, (128, 40), dtype=torch.int32)
@@ -15,6 +19,8 @@ Columns are padded to a multiple of 16 with code 0 (their outputs are never writ
 True
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -26,28 +32,39 @@ def padded(n: int) -> int:
     return -(-n // 16) * 16
 
 
-def pack_w4_mma(codes: Tensor) -> Tensor:
-    """Codes (K, N) in [0, 15], K a multiple of 64 -> int32 (ceil(N / 16), K / 64, 32, 4), on codes' device."""
+def kchunk_for(k: int, kchunk: int) -> int:
+    """P for ``k`` input channels: ``kchunk`` (a power of 2) reduced to divide K / 64; 0 -> K / 64."""
+    nkb = k // 64
+    if kchunk < 0 or kchunk & (kchunk - 1):
+        raise ValueError(f"kchunk={kchunk} must be 0 (tile-major) or a power of 2")
+    return nkb if kchunk == 0 else math.gcd(kchunk, nkb)
+
+
+def pack_w4_mma(codes: Tensor, kchunk: int = 1) -> Tensor:
+    """Codes (K, N) in [0, 15], K a multiple of 64 -> int32 (K / 64 / P, ceil(N / 16), P, 32, 4), P from
+    :func:`kchunk_for`, on codes' device."""
     k, n = codes.shape
     if k % 64:
         raise ValueError(f"in_features={k} must be a multiple of 64 for the cuda backend's layout")
+    p = kchunk_for(k, kchunk)
     c = F.pad(codes.to(torch.int32), (0, padded(n) - n))
-    # k = 64 kb + 16 c + 4 kk + 2 j2 + j1;  n = 16 tile + 8 h + g
-    c = c.view(k // 64, 4, 4, 2, 2, padded(n) // 16, 2, 8)  # (kb, c, kk, j2, j1, tile, h, g)
-    c = c.permute(5, 0, 7, 1, 2, 4, 3, 6)  # (tile, kb, g, c, kk, j1, j2, h): nibble p = 4 j1 + 2 j2 + h
-    c = c.reshape(padded(n) // 16, k // 64, 32, 4, 8)
+    # k = 64 (P ko + ki) + 16 c + 4 kk + 2 j2 + j1;  n = 16 tile + 8 h + g
+    c = c.view(k // 64 // p, p, 4, 4, 2, 2, padded(n) // 16, 2, 8)  # (ko, ki, c, kk, j2, j1, tile, h, g)
+    c = c.permute(0, 6, 1, 8, 2, 3, 5, 4, 7)  # (ko, tile, ki, g, c, kk, j1, j2, h): nibble p = 4 j1 + 2 j2 + h
+    c = c.reshape(k // 64 // p, padded(n) // 16, p, 32, 4, 8)
     words = torch.zeros(c.shape[:-1], dtype=torch.int32, device=codes.device)
-    for p in range(8):
-        words |= c[..., p] << (4 * p)  # p = 7 sets the sign bit: int32 wraps, the bits are what matter
+    for i in range(8):
+        words |= c[..., i] << (4 * i)  # i = 7 sets the sign bit: int32 wraps, the bits are what matter
     return words
 
 
 def unpack_w4_mma(words: Tensor, k: int, n: int) -> Tensor:
-    """Inverse of :func:`pack_w4_mma`: int32 words -> codes int32 (K, N)."""
+    """Inverse of :func:`pack_w4_mma` (any P): int32 words -> codes int32 (K, N)."""
     shifts = torch.arange(0, 32, 4, device=words.device, dtype=torch.int32)
-    c = (words.unsqueeze(-1) >> shifts) & 0xF  # (tile, kb, 32, 4, 8)
-    c = c.view(-1, k // 64, 8, 4, 4, 2, 2, 2)  # (tile, kb, g, c, kk, j1, j2, h)
-    c = c.permute(1, 3, 4, 6, 5, 0, 7, 2)  # (kb, c, kk, j2, j1, tile, h, g)
+    ko, tiles, p = words.shape[:3]
+    c = (words.unsqueeze(-1) >> shifts) & 0xF  # (ko, tile, ki, 32, 4, 8)
+    c = c.view(ko, tiles, p, 8, 4, 4, 2, 2, 2)  # (ko, tile, ki, g, c, kk, j1, j2, h)
+    c = c.permute(0, 2, 4, 5, 7, 6, 1, 8, 3)  # (ko, ki, c, kk, j2, j1, tile, h, g)
     return c.reshape(k, -1)[:, :n].contiguous()
 
 

@@ -1,10 +1,13 @@
 // ar-kernels `cuda` backend: 4-bit group-wise integer weights x fp16 / bf16 activations on tensor cores.
 // Compiled at run time by NVRTC (backends/_nvrtc.py) with the macros below; no header is included.
 //
-// Weight layout (built by backends/_mma_layout.py): qrep u32 [N/16][K/64][32 lanes][4 words]. A warp
-// streams one 16-column tile; lane (g = lane/4, c = lane%4) reads 16 bytes per 64 k, its four words
-// kk = 0..3 covering columns n0+g and n0+g+8 at k = 64*kb + 16*c + 4*kk + {0,1,2,3}. Nibble p of a
-// word holds column n0+g+8*(p&1), k offset 2*((p>>1)&1) + (p>>2), so that
+// Weight layout (built by backends/_mma_layout.py): 16-byte chunks u32x4 [K/64/P][N/16][P][32 lanes],
+// P = AR_KCHUNK 64-k blocks stored together per 16-column tile (P = 1: k-block-major, the chunks of
+// one 64-k block for all tiles are contiguous, so the warps working on one k step read one span;
+// AR_KCHUNK 0: P = K/64, tile-major, every warp its own stream). A warp streams one 16-column tile;
+// lane (g = lane/4, c = lane%4) reads 16 bytes per 64 k, its four words kk = 0..3 covering columns
+// n0+g and n0+g+8 at k = 64*kb + 16*c + 4*kk + {0,1,2,3}. Nibble p of a word holds column
+// n0+g+8*(p&1), k offset 2*((p>>1)&1) + (p>>2), so that
 //   (word >> 4i) & 0x000F000F  (i = 0..3)
 // puts the pair (k+0, k+1) or (k+2, k+3) of one column into the two halves of a register: exactly
 // the A fragment of mma.m16n8k16 (rows = output columns, reduction slots permuted, see below).
@@ -18,8 +21,7 @@
 //         rounds the exact product (q - z) * s once.
 // Accumulation is fp32 (mma), the K split of a block is summed in shared memory (no atomics).
 //
-// Speed (H100, 4096 x 14336, benchmarks/kernel_bench_notes.md): ~20 us for 1 to 8 rows, latency
-// bound (about 1.5 TB/s of the ~3 TB/s the weights could stream at); the notes list what was tried.
+// Speed (H100, 4096 x 14336): benchmarks/kernel_bench_notes.md, with the variants tried.
 
 #ifndef AR_BF16
 #define AR_BF16 1      // activations bf16 (1) or fp16 (0)
@@ -37,7 +39,16 @@
 #define AR_KSPLIT 4    // warps per block, each one K slice of the block's 16 columns
 #endif
 #ifndef AR_DEPTH
-#define AR_DEPTH 4     // 16-byte weight loads each lane keeps in flight
+#define AR_DEPTH 4     // 16-byte weight loads each lane keeps in flight (AR_RING 2: chunks of AR_KCHUNK)
+#endif
+#ifndef AR_KCHUNK
+#define AR_KCHUNK 1    // P, 64-k blocks stored together per tile (a power of 2); 0: all of K (tile-major)
+#endif
+#ifndef AR_RING
+#define AR_RING 1      // weight blocks in flight: 0 in registers, 1 in a per-lane cp.async ring in shared
+#endif                 // memory, 2 in per-warp stages of AR_KCHUNK blocks filled by bulk copies (sm_90)
+#ifndef AR_SPREF
+#define AR_SPREF 1     // scales (and zero points) prefetched into L1 AR_DEPTH blocks ahead (no registers)
 #endif
 
 typedef unsigned int u32;
@@ -93,13 +104,28 @@ __device__ __forceinline__ u32 fma2(u32 a, u32 b, u32 c) {
 // One output column's dequantization constants for one group, as packed pairs.
 struct Col { u32 zz, shi, slo; };
 
-__device__ __forceinline__ Col load_col(const u16* __restrict__ scales, const u16* __restrict__ zeros, int idx) {
+// The raw fp16 scales (and zero points) of a lane's two columns n and n + 8 in one group.
+struct Raw { u16 s0, s1, z0, z1; };
+
+__device__ __forceinline__ Raw load_raw(const u16* __restrict__ scales, const u16* __restrict__ zeros, int idx) {
+  Raw r;
+  r.s0 = scales[idx];
+  r.s1 = scales[idx + 8];
+#if AR_SYM
+  r.z0 = r.z1 = 0;
+#else
+  r.z0 = zeros[idx];
+  r.z1 = zeros[idx + 8];
+#endif
+  return r;
+}
+
+__device__ __forceinline__ Col make_col(u16 s16, u16 z16) {
   Col col;
-  const u16 s16 = scales[idx];
 #if AR_SYM
   const float z = 8.f;
 #else
-  const float z = h2f(zeros[idx]);
+  const float z = h2f(z16);
 #endif
 #if AR_BF16
   const float s = h2f(s16);
@@ -114,6 +140,64 @@ __device__ __forceinline__ Col load_col(const u16* __restrict__ scales, const u1
 #endif
   return col;
 }
+
+// Lane `lane` of tile `tile` finds 64-k block k at chunk ((k / P) * tiles + tile) * P * 32 + (k % P) * 32 + lane.
+struct WeightStream {
+  const u32x4* base;  // qrep + tile * P * 32 + lane
+  u32 outer;          // tiles * P * 32: P blocks of every tile
+  __device__ __forceinline__ WeightStream(const u32x4* qrep, int tile, int lane, int tiles, int nkb) {
+    const u32 p = AR_KCHUNK ? AR_KCHUNK : nkb;
+    base = qrep + (u64)tile * p * 32 + lane;
+    outer = (u32)tiles * p * 32;
+  }
+  __device__ __forceinline__ const u32x4* ptr(int k) const {
+#if AR_KCHUNK
+    return base + ((u32)k / AR_KCHUNK * outer + (u32)k % AR_KCHUNK * 32);
+#else
+    return base + (u32)k * 32;
+#endif
+  }
+  __device__ __forceinline__ u32x4 operator[](int k) const { return *ptr(k); }
+};
+
+// The group of lane c's 16 input channels in 64-k block k (AR_GROUP is a multiple of 16).
+__device__ __forceinline__ int group_of(int k, int c) { return (int)(((u32)k * 64 + 16 * c) / AR_GROUP); }
+
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+  u32 a;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+  return a;
+}
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src) {  // global -> shared, bypassing L1
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
+__device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" :: "l"(p)); }
+
+#if AR_RING == 2
+// Bulk copies (the TMA engine) completing on an mbarrier, sm_90.
+__device__ __forceinline__ void mbar_init(u32 bar, u32 count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_init_fence() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;" ::: "memory");
+}
+__device__ __forceinline__ void bulk_load(u32 dst, const void* src, u32 bytes, u32 bar) {
+  // No proxy fence before the refill: it compiles to MEMBAR.ALL.CTA, which would hold the warp until the
+  // lane's outstanding prefetches land. The stage's generic reads (LDS) were consumed before __syncwarp.
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%3], %2;\n\t"
+               "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+               :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) {
+  u32 done = 0;
+  while (!done)
+    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                 : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+}
+#endif
 
 __device__ __forceinline__ u32 deq(u32 t, const Col& col) {
   const u32 d = fma2(t, AR_ONE, col.zz);  // q - z, exact
@@ -142,7 +226,32 @@ __device__ __forceinline__ void mma(float* d, const u32* a, u32 b0, u32 b1) {
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// out (M, N) = x (M, K) @ W (K, N) [+ bias], M <= 8 * AR_MT. Grid: N/16 blocks of AR_KSPLIT warps.
+// One 64-k block k of the GEMV: the lane's four words q dequantized and multiplied with x's rows.
+__device__ __forceinline__ void gemv_block(float (&acc)[AR_MT][4], const u16* const (&xr)[AR_MT], const u32x4& q,
+                                           const Col& lo, const Col& hi, int k) {
+  u32x4 xv[AR_MT][2];
+#pragma unroll
+  for (int mt = 0; mt < AR_MT; ++mt) {
+    const u32x4* p = (const u32x4*)(xr[mt] + (u32)k * 64);
+    xv[mt][0] = p[0];
+    xv[mt][1] = p[1];
+  }
+  u32 a[4];
+  dequant(q.x, lo, hi, a);
+#pragma unroll
+  for (int mt = 0; mt < AR_MT; ++mt) mma(acc[mt], a, xv[mt][0].x, xv[mt][0].y);
+  dequant(q.y, lo, hi, a);
+#pragma unroll
+  for (int mt = 0; mt < AR_MT; ++mt) mma(acc[mt], a, xv[mt][0].z, xv[mt][0].w);
+  dequant(q.z, lo, hi, a);
+#pragma unroll
+  for (int mt = 0; mt < AR_MT; ++mt) mma(acc[mt], a, xv[mt][1].x, xv[mt][1].y);
+  dequant(q.w, lo, hi, a);
+#pragma unroll
+  for (int mt = 0; mt < AR_MT; ++mt) mma(acc[mt], a, xv[mt][1].z, xv[mt][1].w);
+}
+
+// out (M, N) = x (M, K) @ W (K, N) [+ bias], 1 <= M <= 8 * AR_MT. Grid: N/16 blocks of AR_KSPLIT warps.
 extern "C" __global__ void __launch_bounds__(AR_KSPLIT * 32)
 ar_w4_gemv(const u32x4* __restrict__ qrep, const u16* __restrict__ scales, const u16* __restrict__ zeros,
            const u16* __restrict__ x, const u16* __restrict__ bias, u16* __restrict__ out,
@@ -151,72 +260,156 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u16* __restrict__ scales, const
   const int g = lane >> 2, c = lane & 3;
   const int nkb = K >> 6;
   const int kb0 = nkb * warp / AR_KSPLIT, kb1 = nkb * (warp + 1) / AR_KSPLIT;
-  const u32x4* qp = qrep + (u64)tile * nkb * 32 + lane;
+  const WeightStream wq(qrep, tile, lane, Np >> 4, nkb);
   const int n_lo = tile * 16 + g;
 
+  // Rows past M read row M - 1: an mma output row depends on its own x row only, and it is not stored.
   float acc[AR_MT][4];
   const u16* xr[AR_MT];
-  bool xok[AR_MT];
 #pragma unroll
   for (int mt = 0; mt < AR_MT; ++mt) {
-    const int m = 8 * mt + g;
-    xok[mt] = m < M;
-    xr[mt] = x + (u64)(xok[mt] ? m : 0) * ldx + 16 * c;
+    xr[mt] = x + (u64)min(8 * mt + g, M - 1) * ldx + 16 * c;
 #pragma unroll
     for (int j = 0; j < 4; ++j) acc[mt][j] = 0.f;
   }
 
+  // Shared memory: the cp.async ring (AR_RING), then the K-split sums.
+  constexpr int kRingBytes = AR_RING == 1 ? (AR_DEPTH + 1) * AR_KSPLIT * 512
+                             : AR_RING == 2 ? AR_DEPTH * AR_KSPLIT * AR_KCHUNK * 512 : 0;
+  constexpr int kRedBytes = AR_KSPLIT * AR_MT * 4 * 32 * 4;
+  __shared__ u32x4 smem[(kRingBytes > kRedBytes ? kRingBytes : kRedBytes) / 16];
+
+  // The scales of block k's group, converted when the group changes; AR_SPREF: prefetched ahead.
   Col lo = {0u, 0u, 0u}, hi = {0u, 0u, 0u};
   int cur = -1;
+#define AR_COLS(k)                                                  \
+  if (group_of(k, c) != cur) {                                      \
+    cur = group_of(k, c);                                           \
+    const Raw r = load_raw(scales, zeros, cur * Np + n_lo);         \
+    lo = make_col(r.s0, r.z0);                                      \
+    hi = make_col(r.s1, r.z1);                                      \
+  }
+#if AR_SPREF && AR_SYM
+#define AR_SPREFETCH(k) prefetch_l1(scales + group_of(k, c) * Np + n_lo)
+#elif AR_SPREF
+#define AR_SPREFETCH(k) (prefetch_l1(scales + group_of(k, c) * Np + n_lo), \
+                         prefetch_l1(zeros + group_of(k, c) * Np + n_lo))
+#else
+#define AR_SPREFETCH(k) ((void)0)
+#endif
+
+#if AR_RING == 1
+  // Each lane's own ring of R = AR_DEPTH + 1 16-byte slots in shared memory, filled by cp.async (no
+  // registers held, no barrier: a lane reads only what it copied). At the top of an iteration slot i
+  // holds block kb + i; step i first starts block k + AR_DEPTH into the slot step i - 1 read, then
+  // waits for block k. Loads past kb1 are clamped to the last block (never used).
+  constexpr int R = AR_DEPTH + 1;
+  u32x4 (*ring)[AR_KSPLIT][32] = reinterpret_cast<u32x4 (*)[AR_KSPLIT][32]>(smem);
+  const u32 slot0 = smem_addr(&ring[0][warp][lane]);
+  const int klast = max(kb1 - 1, 0);  // a warp with no blocks (K / 64 < AR_KSPLIT) reads block 0
+#pragma unroll
+  for (int i = 0; i < AR_DEPTH; ++i) {
+    cp_async16(slot0 + i * (AR_KSPLIT * 512), wq.ptr(min(kb0 + i, klast)));
+    cp_async_commit();
+  }
+  int kb = kb0;
+  for (; kb + R <= kb1; kb += R) {
+#pragma unroll
+    for (int i = 0; i < R; ++i) {
+      const int k = kb + i, kn = min(k + AR_DEPTH, klast);
+      cp_async16(slot0 + (i + AR_DEPTH) % R * (AR_KSPLIT * 512), wq.ptr(kn));
+      cp_async_commit();
+      AR_SPREFETCH(kn);
+      cp_async_wait<AR_DEPTH>();  // block k's group is done; the AR_DEPTH after it may be in flight
+      const u32x4 q = ring[i][warp][lane];
+      AR_COLS(k)
+      gemv_block(acc, xr, q, lo, hi, k);
+    }
+  }
+  cp_async_wait<0>();  // the last <= AR_DEPTH blocks, in slots 0 ..
+#pragma unroll
+  for (int i = 0; i < AR_DEPTH; ++i) {
+    const int k = kb + i;
+    if (k < kb1) {
+      const u32x4 q = ring[i][warp][lane];
+      AR_COLS(k)
+      gemv_block(acc, xr, q, lo, hi, k);
+    }
+  }
+#elif AR_RING == 2
+  // Per-warp stages: chunk kc (the tile's P = AR_KCHUNK blocks, P * 512 contiguous bytes) arrives by one
+  // bulk copy in stage (kc - c0) % AR_DEPTH; lane 0 issues it, every lane waits on the stage's mbarrier
+  // (phase parity = use count & 1), reads its 16 bytes per block, and lane 0 refills the stage.
+  constexpr int P = AR_KCHUNK, NS = AR_DEPTH;
+  static_assert(P >= 1, "AR_RING 2 reads whole chunks: AR_KCHUNK >= 1");
+  __shared__ alignas(8) u64 bars[AR_KSPLIT][NS];
+  const int nc = nkb / P, c0 = nc * warp / AR_KSPLIT, c1 = nc * (warp + 1) / AR_KSPLIT;
+  const u32x4* tq = qrep + (u64)tile * P * 32;   // chunk kc of this tile at tq + kc * cstride
+  const u64 cstride = (u64)(Np >> 4) * P * 32;
+  const u32x4* stages = smem + warp * NS * P * 32;  // [NS][P][32]
+  const u32 sbase = smem_addr(stages), bbase = smem_addr(&bars[warp][0]);
+  if (lane == 0) {
+    for (int s = 0; s < NS; ++s) mbar_init(bbase + 8 * s, 1);
+    mbar_init_fence();
+    for (int s = 0; s < NS && c0 + s < c1; ++s) bulk_load(sbase + s * P * 512, tq + (c0 + s) * cstride, P * 512, bbase + 8 * s);
+  }
+  __syncwarp();
+  for (int c = c0; c < c1; ++c) {
+    const int it = c - c0, s = it % NS;
+    mbar_wait(bbase + 8 * s, (it / NS) & 1);
+#pragma unroll
+    for (int b = 0; b < P; ++b) {
+      const int k = c * P + b;
+      const u32x4 q = stages[(s * P + b) * 32 + lane];
+#if AR_GROUP % 64 == 0 && P % (AR_GROUP / 64) == 0
+      // groups start at fixed blocks of a chunk: new scales there, no compare, one prefetch per group
+      if (b % (AR_GROUP / 64) == 0) {
+        AR_SPREFETCH(min(k + NS * P, nkb - 1));
+        const Raw r = load_raw(scales, zeros, group_of(k, c) * Np + n_lo);
+        lo = make_col(r.s0, r.z0);
+        hi = make_col(r.s1, r.z1);
+      }
+#else
+      AR_SPREFETCH(min(k + NS * P, nkb - 1));
+      AR_COLS(k)
+#endif
+      gemv_block(acc, xr, q, lo, hi, k);
+    }
+    __syncwarp();  // every lane has read stage s
+    if (lane == 0 && c + NS < c1) bulk_load(sbase + s * P * 512, tq + (c + NS) * cstride, P * 512, bbase + 8 * s);
+  }
+#else
+  // A ring of AR_DEPTH blocks in registers. Step k takes its block out of slot k % AR_DEPTH and loads
+  // block k + AR_DEPTH there first. (The per-step guards keep each step a basic block: without them
+  // ptxas sinks all the refills to the end of the unrolled body.)
   u32x4 buf[AR_DEPTH];
 #pragma unroll
   for (int i = 0; i < AR_DEPTH; ++i)
-    if (kb0 + i < kb1) buf[i] = qp[(u64)(kb0 + i) * 32];
-
+    if (kb0 + i < kb1) buf[i] = wq[kb0 + i];
   for (int kb = kb0; kb < kb1; kb += AR_DEPTH) {
 #pragma unroll
     for (int i = 0; i < AR_DEPTH; ++i) {
       const int k = kb + i;
       if (k < kb1) {
         const u32x4 q = buf[i];
-        if (k + AR_DEPTH < kb1) buf[i] = qp[(u64)(k + AR_DEPTH) * 32];
-        const int gi = (k * 64 + 16 * c) / AR_GROUP;
-        if (gi != cur) {
-          cur = gi;
-          lo = load_col(scales, zeros, gi * Np + n_lo);
-          hi = load_col(scales, zeros, gi * Np + n_lo + 8);
+        if (k + AR_DEPTH < kb1) {
+          buf[i] = wq[k + AR_DEPTH];
+          AR_SPREFETCH(k + AR_DEPTH);
         }
-        u32x4 xv[AR_MT][2];
-#pragma unroll
-        for (int mt = 0; mt < AR_MT; ++mt) {
-          if (xok[mt]) {
-            const u32x4* p = (const u32x4*)(xr[mt] + k * 64);
-            xv[mt][0] = p[0];
-            xv[mt][1] = p[1];
-          } else {
-            xv[mt][0] = u32x4{0u, 0u, 0u, 0u};
-            xv[mt][1] = u32x4{0u, 0u, 0u, 0u};
-          }
-        }
-        u32 a[4];
-        dequant(q.x, lo, hi, a);
-#pragma unroll
-        for (int mt = 0; mt < AR_MT; ++mt) mma(acc[mt], a, xv[mt][0].x, xv[mt][0].y);
-        dequant(q.y, lo, hi, a);
-#pragma unroll
-        for (int mt = 0; mt < AR_MT; ++mt) mma(acc[mt], a, xv[mt][0].z, xv[mt][0].w);
-        dequant(q.z, lo, hi, a);
-#pragma unroll
-        for (int mt = 0; mt < AR_MT; ++mt) mma(acc[mt], a, xv[mt][1].x, xv[mt][1].y);
-        dequant(q.w, lo, hi, a);
-#pragma unroll
-        for (int mt = 0; mt < AR_MT; ++mt) mma(acc[mt], a, xv[mt][1].z, xv[mt][1].w);
+        AR_COLS(k)
+        gemv_block(acc, xr, q, lo, hi, k);
       }
     }
   }
+#endif
+#undef AR_SPREFETCH
+#undef AR_COLS
 
   // Sum the K slices: D fragment value j of lane l is (column n0 + l/4 + 8*(j/2), row 2*(l%4) + j%2).
-  __shared__ float red[AR_KSPLIT][AR_MT * 4][32];
+  float (*red)[AR_MT * 4][32] = reinterpret_cast<float (*)[AR_MT * 4][32]>(smem);
+#if AR_RING
+  __syncthreads();  // the ring's last reads are done before the sums overwrite it
+#endif
 #pragma unroll
   for (int mt = 0; mt < AR_MT; ++mt)
 #pragma unroll
@@ -245,7 +438,7 @@ ar_w4_dequant(const u32x4* __restrict__ qrep, const u16* __restrict__ scales, co
   const int g = lane >> 2, c = lane & 3;
   const int nkb = K >> 6;
   const int kb0 = nkb * warp / 8, kb1 = nkb * (warp + 1) / 8;
-  const u32x4* qp = qrep + (u64)tile * nkb * 32 + lane;
+  const WeightStream wq(qrep, tile, lane, Np >> 4, nkb);
   const int n_lo = tile * 16 + g;
   // row n of W as 16-byte chunks: lane c writes chunks 2 * (4 * kb + c) + {0, 1}
   u32x4* w_lo = w + (u64)n_lo * (K >> 3) + 2 * c;
@@ -255,12 +448,13 @@ ar_w4_dequant(const u32x4* __restrict__ qrep, const u16* __restrict__ scales, co
   int cur = -1;
 #pragma unroll 4
   for (int k = kb0; k < kb1; ++k) {
-    const u32x4 q = qp[(u64)k * 32];
-    const int gi = (k * 64 + 16 * c) / AR_GROUP;
+    const u32x4 q = wq[k];
+    const int gi = group_of(k, c);
     if (gi != cur) {
       cur = gi;
-      lo = load_col(scales, zeros, gi * Np + n_lo);
-      hi = load_col(scales, zeros, gi * Np + n_lo + 8);
+      const Raw r = load_raw(scales, zeros, gi * Np + n_lo);
+      lo = make_col(r.s0, r.z0);
+      hi = make_col(r.s1, r.z1);
     }
     u32 a0[4], a1[4], a2[4], a3[4];
     dequant(q.x, lo, hi, a0);

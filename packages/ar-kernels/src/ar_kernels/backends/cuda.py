@@ -51,12 +51,32 @@ def _source() -> str:
 
 
 @functools.cache
-def kernels(device: int, bf16: bool, sym: bool, group: int, mt: int = 1, ksplit: int = 4, depth: int = 4) -> dict:
-    """The compiled kernels of one variant on one device (``ar_w4_gemv``, ``ar_w4_dequant``), cached."""
+def kernels(device: int, bf16: bool, sym: bool, group: int, mt: int = 1, ksplit: int = 4, depth: int = 4,
+            kchunk: int = 1, ring: int = 1, spref: int = 1) -> dict:
+    """The compiled kernels of one variant on one device (``ar_w4_gemv``, ``ar_w4_dequant``), cached.
+
+    ``kchunk``: the ``AR_KCHUNK`` of the weight layout (0: tile-major); ``ring``: where the weight blocks
+    in flight wait (0 registers, 1 a per-lane cp.async ring, 2 per-warp stages of ``kchunk`` blocks filled
+    by bulk copies, sm_90); ``spref``: scales prefetched into L1."""
     from ._nvrtc import compile_module
     defines = {"AR_BF16": int(bf16), "AR_SYM": int(sym), "AR_GROUP": group, "AR_MT": mt, "AR_KSPLIT": ksplit,
-               "AR_DEPTH": depth}
+               "AR_DEPTH": depth, "AR_KCHUNK": kchunk, "AR_RING": ring, "AR_SPREF": spref}
     return compile_module(_source(), {"ar_w4_gemv": _GEMV_ARGS, "ar_w4_dequant": _DEQUANT_ARGS}, device, defines)
+
+
+def ring_depth(ring: int, ksplit: int, depth: int, kchunk: int) -> int:
+    """``depth`` halved until the loads in flight fit 46 KB of static shared memory: ring 1 holds
+    (depth + 1) x ksplit warps x 512 B, ring 2 depth x ksplit x kchunk x 512 B, ring 0 none."""
+    per = {0: 0, 1: ksplit * 512, 2: ksplit * max(kchunk, 1) * 512}[ring]
+    while depth > 1 and (depth + (ring == 1)) * per > 46 * 1024:
+        depth //= 2
+    return depth
+
+
+@functools.cache
+def _bulk_copies(device: int) -> bool:
+    """Ring 2 (bulk copies on mbarriers) needs sm_90."""
+    return torch.cuda.get_device_capability(device) >= (9, 0)
 
 
 @register_backend(BackendSpec(
@@ -65,14 +85,20 @@ def kernels(device: int, bf16: bool, sym: bool, group: int, mt: int = 1, ksplit:
 class CudaIntLinear(IntQuantLinear):
     """4-bit QuantLinear with NVRTC-built tensor-core kernels (decode GEMV; dequantize + cuBLAS above).
 
-    ``gemv_max_rows`` (<= 32): rows served by the GEMV; ``gemv_ksplit`` warps share 16 columns
-    (each a K slice; None: enough warps to fill the GPU), ``gemv_depth`` 16-byte loads in flight
-    per lane: measured on an H100 (benchmarks/kernel_bench_notes.md). Off CUDA (tests) it computes
-    the same product in torch."""
+    ``kchunk`` (read at ``post_init``): 64-k blocks stored together per 16-column tile in the repacked
+    weight, 1 = k-block-major (``_mma_layout``), 0 = tile-major. ``gemv_max_rows`` (<= 32): rows served
+    by the GEMV; ``gemv_ksplit`` warps share 16 columns (each a K slice; None: enough warps to fill the
+    GPU), ``gemv_depth`` loads in flight per lane (16 bytes; with ``gemv_ring`` 2, chunks of ``kchunk``
+    blocks per warp), ``gemv_ring`` where they wait (0 registers, 1 a per-lane cp.async ring in shared
+    memory, 2 per-warp bulk copies, sm_90), ``gemv_spref`` scales prefetched into L1: measured on an H100
+    (benchmarks/kernel_bench_notes.md). Off CUDA (tests) it computes the same product in torch."""
 
+    kchunk = 1
     gemv_max_rows = 32
     gemv_ksplit: int | None = None
     gemv_depth = 4
+    gemv_ring = 1
+    gemv_spref = 1
 
     def post_init(self) -> None:
         if self.packed:
@@ -82,24 +108,34 @@ class CudaIntLinear(IntQuantLinear):
             raise RuntimeError("cuda backend: this layer reorders groups (g_idx); use backend='torch'")
         from ._mma_layout import pack_w4_mma, pad_columns
         d = self.desc
-        self.qweight = pack_w4_mma(unpack_words(self.qweight, 4, d.in_features))  # (N/16, K/64, 32, 4)
+        # (K / 64 / P, N / 16, P, 32, 4)
+        self.qweight = pack_w4_mma(unpack_words(self.qweight, 4, d.in_features), self.kchunk)
         self.sym = bool((self.zeros == 8).all())  # GPTQ sym layers: no zero point to load
         self.scales = pad_columns(self.scales.to(torch.float16))
         self.zeros = pad_columns(self.zeros.to(torch.float16), value=8.0)
+
+    def _kchunk_define(self) -> int:
+        """AR_KCHUNK for the packed weight: P, or 0 where it is tile-major (P = K / 64)."""
+        ko, _, p = self.qweight.shape[:3]
+        return 0 if ko == 1 and p & (p - 1) else p
 
     def _ksplit(self) -> int:
         """Warps per 16 columns: about 3200 warps in all (~24 per SM of an H100), 4 to 16."""
         if self.gemv_ksplit:
             return self.gemv_ksplit
-        tiles, nkb, ks = self.qweight.shape[0], self.qweight.shape[1], 4
+        tiles, nkb, ks = self.scales.shape[1] // 16, self.desc.in_features // 64, 4
         while ks < 16 and tiles * ks < 3200 and nkb >= 4 * ks:
             ks *= 2
         return ks
 
     def _kernels(self, dtype: torch.dtype, rows: int, ksplit: int = 4) -> dict:
         mt = 1 if rows <= 8 else 2 if rows <= 16 else 4
-        return kernels(self.qweight.device.index or 0, dtype == torch.bfloat16, self.sym, self.desc.group, mt,
-                       ksplit, self.gemv_depth)
+        device, kchunk, ring = self.qweight.device.index or 0, self._kchunk_define(), self.gemv_ring
+        if ring == 2 and (kchunk == 0 or not _bulk_copies(device)):
+            ring = 1  # ring 2 copies whole chunks of a chunked layout, on sm_90
+        depth = ring_depth(ring, ksplit, self.gemv_depth, kchunk)
+        return kernels(device, dtype == torch.bfloat16, self.sym, self.desc.group, mt, ksplit, depth, kchunk, ring,
+                       self.gemv_spref)
 
     def forward(self, x: Tensor) -> Tensor:
         d = self.desc
@@ -108,6 +144,8 @@ class CudaIntLinear(IntQuantLinear):
         if x2.stride(-1) != 1 or x2.stride(0) % 8 or x2.data_ptr() % 16:
             x2 = x2.contiguous()  # the kernel reads 16-byte chunks of x
         rows = x2.shape[0]
+        if rows == 0:
+            return x.new_empty(*shape[:-1], d.out_features)
         if rows > self.gemv_max_rows or not x2.is_cuda:
             bias = None if self.bias is None else self.bias.to(x.dtype)
             return F.linear(x2, self.dequantize(x.dtype), bias).reshape(*shape[:-1], d.out_features)
