@@ -4,9 +4,8 @@
 Each case: relative error against the torch backend, median time replayed from a CUDA graph with
 the L2 flushed (kernel_bench.Timer), next to bf16 ``torch.matmul``. A config is
 (kchunk, ring, spref, ksplit, depth): the layout (``CudaIntLinear.kchunk``: 1 k-block-major, 0
-tile-major), where the loads in flight wait (0 registers, 1 a per-lane cp.async ring in shared memory,
-2 per-warp stages of kchunk blocks filled by bulk copies, sm_90; depth counts those chunks),
-scales prefetched into L1, warps per 16 columns, 16-byte loads in flight per lane. ``v1`` is the
+tile-major), where the loads in flight wait (1 a per-lane cp.async ring in shared memory, 0
+registers), scales prefetched into L1, warps per 16 columns, 16-byte loads in flight per lane. ``v1`` is the
 first shipped kernel (results/kernel_bench_cuda_v1_gemv.cu) on the tile-major layout, timed in the
 same run. Then the best config over 1-32 rows, and prefill (dequantize + cuBLAS) per layout. Used to
 pick ``CudaIntLinear``'s defaults (benchmarks/kernel_bench_notes.md). The JSON is rewritten after
@@ -27,13 +26,12 @@ from ar_kernels.backends import cuda as cuda_backend
 from ar_kernels.backends._nvrtc import compile_module
 
 V1 = pathlib.Path(__file__).parent / "results" / "kernel_bench_cuda_v1_gemv.cu"
-# (kchunk, ring, spref, ksplit, depth). Run 1 (notes) swept rings 0 and 1 widely; these are its best
-# and the bulk-copy ring 2 (depth = chunks of kchunk blocks in flight per warp).
-MAIN = [(1, 1, 1, 4, 2), (1, 1, 1, 4, 4), (1, 1, 1, 8, 2), (0, 0, 0, 4, 4)]
-MAIN += [(4, 2, 1, 4, 2), (4, 2, 1, 4, 4), (4, 2, 1, 8, 2), (4, 2, 1, 2, 4), (4, 2, 0, 4, 2),
-         (8, 2, 1, 4, 2), (8, 2, 1, 2, 2), (2, 2, 1, 4, 4), (2, 2, 1, 4, 2), (2, 2, 1, 8, 2),
-         (1, 2, 1, 4, 8), (1, 2, 1, 4, 4), (16, 2, 1, 2, 2)]
-DOWN = [(1, 1, 1, 16, 4), (1, 0, 1, 16, 2), (2, 2, 1, 16, 2), (4, 2, 1, 8, 2), (2, 2, 1, 8, 4), (8, 2, 1, 4, 2)]
+# (kchunk, ring, spref, ksplit, depth): the configs of the notes' second H100 run without its ring 2
+# (bulk copies: wrong results, not faster; results/kernel_bench_cuda_ring2_bulk_gemv.cu). The first
+# run's wider grid (depth 4-16, ksplit 2-16, tile-major and chunked layouts, both rings): git history.
+MAIN = [(1, 1, 1, 4, 2), (1, 1, 1, 4, 4), (1, 1, 1, 8, 2), (0, 1, 1, 8, 2), (1, 0, 1, 8, 2), (0, 0, 0, 4, 4),
+        (1, 1, 0, 8, 2), (1, 1, 1, 8, 4)]
+DOWN = [(1, 1, 1, 16, 4), (1, 1, 1, 16, 2), (1, 0, 1, 16, 2), (0, 0, 1, 16, 2)]
 QUICK = [(1, 1, 1, 4, 4), (0, 1, 1, 4, 4), (1, 0, 1, 4, 4), (0, 0, 0, 4, 4)]
 
 
@@ -76,12 +74,10 @@ class Run:
         self.w = self.ref.dequantize(dtype).t().contiguous()  # (in, out)
         self.layers = {kc: build_layer(CudaIntLinear, inp, n, 4, 128, dtype, kchunk=kc) for kc in kchunks}
 
-    def floors(self) -> dict:
-        """The timer's floor (a graph of one tiny kernel) and a 4-bit weight's read (torch.sum of the words)."""
+    def floor(self) -> float:
+        """The timer's floor: a graph of one tiny kernel (launch and event overhead, ~4 us on an H100)."""
         tiny = torch.zeros(1, device="cuda")
-        words = self.layers[min(self.layers)].qweight
-        return {"tiny_kernel_graph_us": self.timer(graphed(lambda: tiny.add_(1))),
-                "sum_qweight_graph_us": self.timer(graphed(lambda: words.sum())), "qweight_bytes": words.numel() * 4}
+        return self.timer(graphed(lambda: tiny.add_(1)))
 
     def bf16(self, rows: int) -> float:
         x = torch.randn(rows, self.inp, device="cuda", dtype=self.dtype)
@@ -140,11 +136,10 @@ def main() -> None:
         inp, n = map(int, shape.split("x"))
         configs = QUICK if a.quick else MAIN if si == 0 else DOWN
         run = Run(inp, n, dtype, {c[0] for c in configs} | {0}, timer)
-        res = {"shape": shape, "bf16_graph_us": run.bf16(1), "configs": [], "rows": [], "prefill": [],
-               **run.floors()}
+        res = {"shape": shape, "bf16_graph_us": run.bf16(1), "tiny_kernel_graph_us": run.floor(), "configs": [],
+               "rows": [], "prefill": []}
         result["shapes"].append(res)
-        print(f"{shape:<12} floors: tiny kernel {res['tiny_kernel_graph_us']:.1f} us, sum of the 4-bit words "
-              f"({res['qweight_bytes'] / 1e6:.1f} MB) {res['sum_qweight_graph_us']:.1f} us", flush=True)
+        print(f"{shape:<12} floor (a graph of one tiny kernel): {res['tiny_kernel_graph_us']:.1f} us", flush=True)
         if inp == 4096 and dtype == torch.bfloat16:
             res["v1"] = run.v1()
             print(f"{shape:<12} v1 (shipped before): {res['v1']['graph_us']:7.1f} us "

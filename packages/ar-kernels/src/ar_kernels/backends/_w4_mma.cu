@@ -39,14 +39,14 @@
 #define AR_KSPLIT 4    // warps per block, each one K slice of the block's 16 columns
 #endif
 #ifndef AR_DEPTH
-#define AR_DEPTH 4     // 16-byte weight loads each lane keeps in flight (AR_RING 2: chunks of AR_KCHUNK)
+#define AR_DEPTH 4     // 16-byte weight loads each lane keeps in flight
 #endif
 #ifndef AR_KCHUNK
 #define AR_KCHUNK 1    // P, 64-k blocks stored together per tile (a power of 2); 0: all of K (tile-major)
 #endif
 #ifndef AR_RING
-#define AR_RING 1      // weight blocks in flight: 0 in registers, 1 in a per-lane cp.async ring in shared
-#endif                 // memory, 2 in per-warp stages of AR_KCHUNK blocks filled by bulk copies (sm_90)
+#define AR_RING 1      // weight blocks in flight: 1 in a per-lane cp.async ring in shared memory, 0 in registers
+#endif
 #ifndef AR_SPREF
 #define AR_SPREF 1     // scales (and zero points) prefetched into L1 AR_DEPTH blocks ahead (no registers)
 #endif
@@ -176,29 +176,6 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
 __device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" :: "l"(p)); }
 
-#if AR_RING == 2
-// Bulk copies (the TMA engine) completing on an mbarrier, sm_90.
-__device__ __forceinline__ void mbar_init(u32 bar, u32 count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_init_fence() {
-  asm volatile("fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;" ::: "memory");
-}
-__device__ __forceinline__ void bulk_load(u32 dst, const void* src, u32 bytes, u32 bar) {
-  // No proxy fence before the refill: it compiles to MEMBAR.ALL.CTA, which would hold the warp until the
-  // lane's outstanding prefetches land. The stage's generic reads (LDS) were consumed before __syncwarp.
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%3], %2;\n\t"
-               "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-               :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) {
-  u32 done = 0;
-  while (!done)
-    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-                 : "=r"(done) : "r"(bar), "r"(parity) : "memory");
-}
-#endif
-
 __device__ __forceinline__ u32 deq(u32 t, const Col& col) {
   const u32 d = fma2(t, AR_ONE, col.zz);  // q - z, exact
 #if AR_BF16
@@ -274,8 +251,7 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u16* __restrict__ scales, const
   }
 
   // Shared memory: the cp.async ring (AR_RING), then the K-split sums.
-  constexpr int kRingBytes = AR_RING == 1 ? (AR_DEPTH + 1) * AR_KSPLIT * 512
-                             : AR_RING == 2 ? AR_DEPTH * AR_KSPLIT * AR_KCHUNK * 512 : 0;
+  constexpr int kRingBytes = AR_RING ? (AR_DEPTH + 1) * AR_KSPLIT * 512 : 0;
   constexpr int kRedBytes = AR_KSPLIT * AR_MT * 4 * 32 * 4;
   __shared__ u32x4 smem[(kRingBytes > kRedBytes ? kRingBytes : kRedBytes) / 16];
 
@@ -298,7 +274,7 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u16* __restrict__ scales, const
 #define AR_SPREFETCH(k) ((void)0)
 #endif
 
-#if AR_RING == 1
+#if AR_RING
   // Each lane's own ring of R = AR_DEPTH + 1 16-byte slots in shared memory, filled by cp.async (no
   // registers held, no barrier: a lane reads only what it copied). At the top of an iteration slot i
   // holds block kb + i; step i first starts block k + AR_DEPTH into the slot step i - 1 read, then
@@ -335,48 +311,6 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u16* __restrict__ scales, const
       AR_COLS(k)
       gemv_block(acc, xr, q, lo, hi, k);
     }
-  }
-#elif AR_RING == 2
-  // Per-warp stages: chunk kc (the tile's P = AR_KCHUNK blocks, P * 512 contiguous bytes) arrives by one
-  // bulk copy in stage (kc - c0) % AR_DEPTH; lane 0 issues it, every lane waits on the stage's mbarrier
-  // (phase parity = use count & 1), reads its 16 bytes per block, and lane 0 refills the stage.
-  constexpr int P = AR_KCHUNK, NS = AR_DEPTH;
-  static_assert(P >= 1, "AR_RING 2 reads whole chunks: AR_KCHUNK >= 1");
-  __shared__ alignas(8) u64 bars[AR_KSPLIT][NS];
-  const int nc = nkb / P, c0 = nc * warp / AR_KSPLIT, c1 = nc * (warp + 1) / AR_KSPLIT;
-  const u32x4* tq = qrep + (u64)tile * P * 32;   // chunk kc of this tile at tq + kc * cstride
-  const u64 cstride = (u64)(Np >> 4) * P * 32;
-  const u32x4* stages = smem + warp * NS * P * 32;  // [NS][P][32]
-  const u32 sbase = smem_addr(stages), bbase = smem_addr(&bars[warp][0]);
-  if (lane == 0) {
-    for (int s = 0; s < NS; ++s) mbar_init(bbase + 8 * s, 1);
-    mbar_init_fence();
-    for (int s = 0; s < NS && c0 + s < c1; ++s) bulk_load(sbase + s * P * 512, tq + (c0 + s) * cstride, P * 512, bbase + 8 * s);
-  }
-  __syncwarp();
-  for (int c = c0; c < c1; ++c) {
-    const int it = c - c0, s = it % NS;
-    mbar_wait(bbase + 8 * s, (it / NS) & 1);
-#pragma unroll
-    for (int b = 0; b < P; ++b) {
-      const int k = c * P + b;
-      const u32x4 q = stages[(s * P + b) * 32 + lane];
-#if AR_GROUP % 64 == 0 && P % (AR_GROUP / 64) == 0
-      // groups start at fixed blocks of a chunk: new scales there, no compare, one prefetch per group
-      if (b % (AR_GROUP / 64) == 0) {
-        AR_SPREFETCH(min(k + NS * P, nkb - 1));
-        const Raw r = load_raw(scales, zeros, group_of(k, c) * Np + n_lo);
-        lo = make_col(r.s0, r.z0);
-        hi = make_col(r.s1, r.z1);
-      }
-#else
-      AR_SPREFETCH(min(k + NS * P, nkb - 1));
-      AR_COLS(k)
-#endif
-      gemv_block(acc, xr, q, lo, hi, k);
-    }
-    __syncwarp();  // every lane has read stage s
-    if (lane == 0 && c + NS < c1) bulk_load(sbase + s * P * 512, tq + (c + NS) * cstride, P * 512, bbase + 8 * s);
   }
 #else
   // A ring of AR_DEPTH blocks in registers. Step k takes its block out of slot k % AR_DEPTH and loads

@@ -1,10 +1,11 @@
 """The ``cuda`` backend: 4-bit integer layers on NVIDIA GPUs (sm_80+) with CUDA kernels built by NVRTC.
 
 Decode (up to ``gemv_max_rows`` rows) runs ``_w4_mma.cu``'s GEMV: the weight, repacked at load into
-the A-fragment order of ``mma.m16n8k16`` (``_mma_layout``), is streamed once with 16-byte loads,
-dequantized two values per instruction and multiplied on tensor cores with fp32 accumulation. Its
-dequantization reproduces the torch backend's rounded weight bit for bit, also in bf16 (the fp16
-scale is split into two bf16 halves), so it agrees with the torch backend to fp32 summation order.
+the A-fragment order of ``mma.m16n8k16``, k-block-major (``_mma_layout``), is streamed once by 16-byte
+cp.async copies into a per-lane ring in shared memory, dequantized two values per instruction and
+multiplied on tensor cores with fp32 accumulation. Its dequantization reproduces the torch backend's
+rounded weight bit for bit, also in bf16 (the fp16 scale is split into two bf16 halves), so it agrees
+with the torch backend to fp32 summation order.
 Larger batches dequantize the weight once (same bits) and call cuBLAS.
 
 The kernels are compiled on first use by the NVRTC library that PyTorch's CUDA wheels ship: no
@@ -56,27 +57,20 @@ def kernels(device: int, bf16: bool, sym: bool, group: int, mt: int = 1, ksplit:
     """The compiled kernels of one variant on one device (``ar_w4_gemv``, ``ar_w4_dequant``), cached.
 
     ``kchunk``: the ``AR_KCHUNK`` of the weight layout (0: tile-major); ``ring``: where the weight blocks
-    in flight wait (0 registers, 1 a per-lane cp.async ring, 2 per-warp stages of ``kchunk`` blocks filled
-    by bulk copies, sm_90); ``spref``: scales prefetched into L1."""
+    in flight wait (1 a per-lane cp.async ring in shared memory, 0 registers); ``spref``: scales
+    prefetched into L1."""
     from ._nvrtc import compile_module
     defines = {"AR_BF16": int(bf16), "AR_SYM": int(sym), "AR_GROUP": group, "AR_MT": mt, "AR_KSPLIT": ksplit,
                "AR_DEPTH": depth, "AR_KCHUNK": kchunk, "AR_RING": ring, "AR_SPREF": spref}
     return compile_module(_source(), {"ar_w4_gemv": _GEMV_ARGS, "ar_w4_dequant": _DEQUANT_ARGS}, device, defines)
 
 
-def ring_depth(ring: int, ksplit: int, depth: int, kchunk: int) -> int:
-    """``depth`` halved until the loads in flight fit 46 KB of static shared memory: ring 1 holds
-    (depth + 1) x ksplit warps x 512 B, ring 2 depth x ksplit x kchunk x 512 B, ring 0 none."""
-    per = {0: 0, 1: ksplit * 512, 2: ksplit * max(kchunk, 1) * 512}[ring]
-    while depth > 1 and (depth + (ring == 1)) * per > 46 * 1024:
+def ring_depth(ring: int, ksplit: int, depth: int) -> int:
+    """``depth`` halved until the cp.async ring ((depth + 1) x ksplit warps x 512 B) fits 46 KB of static
+    shared memory (ring 0 keeps its loads in registers: any depth)."""
+    while ring and depth > 1 and (depth + 1) * ksplit * 512 > 46 * 1024:
         depth //= 2
     return depth
-
-
-@functools.cache
-def _bulk_copies(device: int) -> bool:
-    """Ring 2 (bulk copies on mbarriers) needs sm_90."""
-    return torch.cuda.get_device_capability(device) >= (9, 0)
 
 
 @register_backend(BackendSpec(
@@ -87,11 +81,12 @@ class CudaIntLinear(IntQuantLinear):
 
     ``kchunk`` (read at ``post_init``): 64-k blocks stored together per 16-column tile in the repacked
     weight, 1 = k-block-major (``_mma_layout``), 0 = tile-major. ``gemv_max_rows`` (<= 32): rows served
-    by the GEMV; ``gemv_ksplit`` warps share 16 columns (each a K slice; None: enough warps to fill the
-    GPU), ``gemv_depth`` loads in flight per lane (16 bytes; with ``gemv_ring`` 2, chunks of ``kchunk``
-    blocks per warp), ``gemv_ring`` where they wait (0 registers, 1 a per-lane cp.async ring in shared
-    memory, 2 per-warp bulk copies, sm_90), ``gemv_spref`` scales prefetched into L1: measured on an H100
-    (benchmarks/kernel_bench_notes.md). Off CUDA (tests) it computes the same product in torch."""
+    by the GEMV; ``gemv_ksplit`` warps share 16 columns (each a K slice; None: see ``_ksplit``),
+    ``gemv_depth`` 16-byte loads in flight per lane, ``gemv_ring`` where they wait (1: a per-lane
+    cp.async ring in shared memory, 0: registers), ``gemv_spref`` scales prefetched into L1. Measured
+    on an H100 (benchmarks/kernel_bench_notes.md): the defaults are within 2% of the best configs seen
+    (``gemv_ksplit=8, gemv_depth=2``: 19.3 us vs 19.8 us at 4096 x 14336). Off CUDA (tests) it computes
+    the same product in torch."""
 
     kchunk = 1
     gemv_max_rows = 32
@@ -130,12 +125,9 @@ class CudaIntLinear(IntQuantLinear):
 
     def _kernels(self, dtype: torch.dtype, rows: int, ksplit: int = 4) -> dict:
         mt = 1 if rows <= 8 else 2 if rows <= 16 else 4
-        device, kchunk, ring = self.qweight.device.index or 0, self._kchunk_define(), self.gemv_ring
-        if ring == 2 and (kchunk == 0 or not _bulk_copies(device)):
-            ring = 1  # ring 2 copies whole chunks of a chunked layout, on sm_90
-        depth = ring_depth(ring, ksplit, self.gemv_depth, kchunk)
-        return kernels(device, dtype == torch.bfloat16, self.sym, self.desc.group, mt, ksplit, depth, kchunk, ring,
-                       self.gemv_spref)
+        return kernels(self.qweight.device.index or 0, dtype == torch.bfloat16, self.sym, self.desc.group, mt,
+                       ksplit, ring_depth(self.gemv_ring, ksplit, self.gemv_depth), self._kchunk_define(),
+                       self.gemv_ring, self.gemv_spref)
 
     def forward(self, x: Tensor) -> Tensor:
         d = self.desc
