@@ -27,7 +27,8 @@ from ar_kernels.backends._nvrtc import compile_module
 
 V1 = pathlib.Path(__file__).parent / "results" / "kernel_bench_cuda_v1_gemv.cu"
 # (kchunk, ring, spref, ksplit, depth): the configs of the notes' second H100 run without its ring 2
-# (bulk copies: wrong results, not faster; results/kernel_bench_cuda_ring2_bulk_gemv.cu). The first
+# (bulk copies: wrong results, not faster;
+# git show a272ed5:benchmarks/results/kernel_bench_cuda_ring2_bulk_gemv.cu). The first
 # run's wider grid (depth 4-16, ksplit 2-16, tile-major and chunked layouts, both rings): git history.
 MAIN = [(1, 1, 1, 4, 2), (1, 1, 1, 4, 4), (1, 1, 1, 8, 2), (0, 1, 1, 8, 2), (1, 0, 1, 8, 2), (0, 0, 0, 4, 4),
         (1, 1, 0, 8, 2), (1, 1, 1, 8, 4)]

@@ -185,25 +185,13 @@ def _comm_device() -> torch.device:
 
 
 @torch.no_grad()
-def average_grads(params: Sequence[Tensor], loss: Tensor | float) -> Tensor | float:
-    """Average the gradients of ``params`` and the step ``loss`` over the ranks (in place for
-    tensors); a no-op in a single process. A missing gradient counts as zeros, so every rank
-    joins the same collectives. Sums, then divides by W (exact for W a power of two)."""
-    if not is_data_parallel():
-        return loss
-    w = world_size()
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    as_tensor = isinstance(loss, Tensor)
-    loss_t = loss if as_tensor else torch.tensor(float(loss), dtype=torch.float64, device=_comm_device())
-    works = [dist.all_reduce(t, async_op=True) for t in [*(p.grad for p in params), loss_t]]
-    for work in works:
-        work.wait()
-    for p in params:
-        p.grad.div_(w)
-    loss_t.div_(w)
-    return loss_t if as_tensor else float(loss_t)
+def all_reduce_mean_(t: Tensor) -> Tensor:
+    """The mean over ranks of ``t``, in place (a sum, then / W: exact for W a power of two);
+    ``t`` itself in a single process."""
+    if is_data_parallel():
+        dist.all_reduce(t)
+        t.div_(world_size())
+    return t
 
 
 def owners(sizes: Sequence[int]) -> list[int]:

@@ -148,7 +148,7 @@ class StepWeights:
         """Average the leaves' gradients onto their owners and back-propagate them into the
         owners' learnables."""
         grads = []
-        for leaf, owner, i in zip(self.leaves, self.owner, range(len(self.leaves))):
+        for i, (leaf, owner) in enumerate(zip(self.leaves, self.owner)):
             g = leaf.grad.contiguous() if leaf.grad is not None else torch.zeros_like(leaf)
             distributed.reduce_mean_(g, owner)
             if i not in self._others:
@@ -265,7 +265,7 @@ def _tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: 
     init_state = snapshot(mine, with_v=False)  # v starts at 0
     start = _full_loss(block, weights, q_inputs, fp_targets, kwargs, cfg, device)
     best = _Best(mine, keep=not cfg.not_use_best_mse, sync=torch.device(device).type == "cpu",
-                 device=learnables[0].v.device)
+                 dev=learnables[0].v.device)
     with weights.active():
         for it in range(iters):
             weights.make(grad=True)
@@ -277,7 +277,7 @@ def _tune_block(block: torch.nn.Module, learnables: list[Learnables], q_inputs: 
                 loss.backward()
                 loss_sum += loss.detach()
             weights.backward()
-            loss_sum = distributed.average_grads([], loss_sum)  # every rank, the same step loss
+            distributed.all_reduce_mean_(loss_sum)  # every rank, the same step loss
             best.update(loss_sum, it, mine)
             if it % 25 == 0 or it == iters - 1:
                 best.check_finite()
@@ -309,8 +309,8 @@ class _Best:
     for the host; on the CPU a plain comparison is cheaper than copying every parameter each step.
     """
 
-    def __init__(self, learnables: list[Learnables], keep: bool, sync: bool, device: torch.device) -> None:
-        dev = device  # a data-parallel rank may own no learnables of a block
+    def __init__(self, learnables: list[Learnables], keep: bool, sync: bool, dev: torch.device) -> None:
+        # dev is given: a data-parallel rank may own none of a block's learnables
         self.keep, self.sync = keep, sync
         # on the device path the copies are the buffers updated in place; on the CPU the first
         # step always improves on inf and takes the first snapshot
