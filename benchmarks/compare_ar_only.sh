@@ -3,11 +3,12 @@
 # with compare.py's own score() (ppl.py, 20 windows x 512). For runs of ours alone.
 #   bash benchmarks/compare_ar_only.sh SCHEME OUTDIR [MODEL_DIR]
 set -euo pipefail
-S=$1; O=$2; M=${3:-$HOME/.cache/ar/models/gemma-3-270m}
+S=$1; O=$2;  # ITERS=N overrides the 100 iterations (for schedule experiments)
+M=${3:-$HOME/.cache/ar/models/gemma-3-270m}
 BENCH=$(cd "$(dirname "$0")/../../shared/bench" && pwd)
 rm -rf "$O"
 t0=$(date +%s.%N)
-ar quantize --model "$M" --scheme "$S" --iters 100 --nsamples 16 --seqlen 512 --batch_size 8 \
+ar quantize --model "$M" --scheme "$S" --iters "${ITERS:-100}" --nsamples 16 --seqlen 512 --batch_size 8 \
   --dataset "$BENCH/../data/wikitext2_calib.txt" --format fake --output_dir "$O" --device cpu
 t1=$(date +%s.%N)
 echo "AR_SECONDS $(echo "$t1 - $t0" | bc)"

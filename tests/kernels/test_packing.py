@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ar_kernels.packing import awq, compressed, fp4, gptq
+from ar_kernels.packing import awq, bitstream, compressed, fp4, gptq
 
 
 def _u32(x: int) -> int:
@@ -44,6 +44,18 @@ def test_gptq_2_and_8_bits_exact(bits):
     values = [(3 * i + 1) % 2**bits for i in range(32)]
     q = gptq.pack_qweight(torch.tensor([values], dtype=torch.uint8), bits)
     assert [_u32(int(x)) for x in q[:, 0]] == _stream_words(values, bits)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+@pytest.mark.parametrize("n", [64, 40])  # whole int32 words per row (byte fast path) or a padded tail
+def test_stream_words_whole_bytes(bits, n):
+    g = torch.Generator().manual_seed(bits * n)
+    codes = torch.randint(0, 2**bits, (3, n), generator=g).to(torch.uint8)
+    for layout in (codes, codes.t().contiguous().t()):  # the fast path copes with strided rows
+        words = bitstream.pack_rows(layout, bits)
+        for row in range(3):
+            assert [_u32(int(x)) for x in words[row]] == _stream_words(codes[row].tolist(), bits)
+        assert torch.equal(bitstream.unpack_rows(words.t().contiguous().t(), bits, n), codes)
 
 
 def test_gptq_qzeros_store_zero_minus_one():

@@ -14,8 +14,9 @@ the parameters of the iteration with the lowest loss are kept.
 """
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -102,7 +103,10 @@ def dequant_all(learnables: list[Learnables], dtype: torch.dtype) -> list[Tensor
     return [lp.dequant().to(dtype).contiguous() for lp in learnables]
 
 
-_dequant_all_compiled = torch.compile(dequant_all, dynamic=False)
+@functools.cache
+def _dequant_all_compiled() -> Callable[[list[Learnables], torch.dtype], list[Tensor]]:
+    # built on first use: torch.compile imports dynamo, seconds that every `ar` command would pay
+    return torch.compile(dequant_all, dynamic=False)
 
 
 class StepWeights:
@@ -122,7 +126,7 @@ class StepWeights:
         self.owner = distributed.owners([lp.v.numel() for lp in learnables])
         me = distributed.rank()
         self.mine = [lp for lp, o in zip(learnables, self.owner) if o == me]
-        self._dequant = _dequant_all_compiled if compile else dequant_all
+        self._dequant = _dequant_all_compiled() if compile else dequant_all
         self._others = {i: torch.empty(lp.weight.shape, dtype=dtype, device=lp.v.device)
                         for i, (lp, o) in enumerate(zip(learnables, self.owner)) if o != me}
         self.leaves: list[Tensor] = []

@@ -7,6 +7,8 @@ is GPTQ's word-spanning layout (values 10 and 21 straddle words).
 """
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import Tensor
 
@@ -42,6 +44,8 @@ def pack_rows(values: Tensor, bits: int) -> Tensor:
     """
     _check(values, bits)
     rows, n = values.shape
+    if _whole_words(bits, n):
+        return _pack_whole_words(values, bits)
     nblocks = -(-n // 32)
     v = torch.zeros(rows, nblocks * 32, dtype=torch.int64)
     v[:, :n] = values.to(torch.int64)
@@ -62,6 +66,8 @@ def unpack_rows(packed: Tensor, bits: int, n: int) -> Tensor:
     if nwords != -(-n * bits // 32):
         raise ValueError(f"{nwords} words per row cannot hold {n} values of {bits} bits; "
                          f"expected {-(-n * bits // 32)}")
+    if _whole_words(bits, n):
+        return _unpack_whole_words(packed, bits)
     nblocks = -(-n // 32)
     w = torch.zeros(rows, nblocks * bits + 1, dtype=torch.int64)
     w[:, :nwords] = packed.to(torch.int64) & _MASK32
@@ -71,3 +77,25 @@ def unpack_rows(packed: Tensor, bits: int, n: int) -> Tensor:
     hi = w[:, base + 1] << (32 - off)
     codes = (lo | hi) & (2**bits - 1)  # (rows, blocks, 32)
     return codes.reshape(rows, nblocks * 32)[:, :n].to(torch.uint8)
+
+
+def _whole_words(bits: int, n: int) -> bool:
+    # 1/2/4/8 bits fill whole bytes, and whole rows of int32 words read as little-endian bytes
+    return 8 % bits == 0 and n % (32 // bits) == 0 and sys.byteorder == "little"
+
+
+def _pack_whole_words(values: Tensor, bits: int) -> Tensor:
+    """No value spans two words: pack into bytes (value i of a byte at bit i * bits), then read
+    each row's bytes as int32 words, which puts value i of a word at bit i * bits."""
+    per = 8 // bits
+    v = values.to(torch.uint8).contiguous().reshape(values.shape[0], -1, per)
+    out = v[..., 0].clone(memory_format=torch.contiguous_format)
+    for i in range(1, per):
+        out |= v[..., i] << (i * bits)
+    return out.view(torch.int32)
+
+
+def _unpack_whole_words(packed: Tensor, bits: int) -> Tensor:
+    shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=packed.device)
+    codes = (packed.contiguous().view(torch.uint8).unsqueeze(-1) >> shifts) & (2**bits - 1)
+    return codes.reshape(packed.shape[0], -1)
