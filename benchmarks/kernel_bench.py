@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--triton-variants", action="store_true", help="also time triton's fast GEMV, fused GEMM and "
                                                                    "dequant + cuBLAS paths")
     p.add_argument("--cuda-attrs", nargs="+", default=[], metavar="NAME=INT",
-                   help="CudaIntLinear attributes for the cuda layer, e.g. kchunk=4 gemv_ring=2 gemv_depth=2")
+                   help="CudaIntLinear attributes for the cuda layer, e.g. kchunk=1 gemv_ksplit=8 gemv_depth=2")
     p.add_argument("--reps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--json", default=None, help="also write the result to this file")

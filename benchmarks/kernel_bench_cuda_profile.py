@@ -17,13 +17,15 @@ from ar_kernels.backends.cuda import _source
 p = argparse.ArgumentParser()
 p.add_argument("--cubin", default=None, help="write the bf16 sym g128 variant's cubin here and stop")
 p.add_argument("--rows", type=int, default=1)
+p.add_argument("--attrs", nargs="*", default=[], metavar="NAME=INT", help="CudaIntLinear attributes, e.g. gemv_ksplit=8")
 a = p.parse_args()
 if a.cubin:
     major, minor = torch.cuda.get_device_capability()
     with open(a.cubin, "wb") as f:
         f.write(compile_cubin(_source(), f"sm_{major}{minor}", {"AR_BF16": 1, "AR_SYM": 1, "AR_GROUP": 128}))
 else:
-    layer = build_layer(CudaIntLinear, 4096, 14336, 4, 128, torch.bfloat16)
+    attrs = {k: int(v) for k, v in (kv.split("=") for kv in a.attrs)}
+    layer = build_layer(CudaIntLinear, 4096, 14336, 4, 128, torch.bfloat16, **attrs)
     x = torch.randn(a.rows, 4096, device="cuda", dtype=torch.bfloat16)
     for _ in range(5):
         layer(x)

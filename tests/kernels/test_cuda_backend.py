@@ -11,19 +11,25 @@ import pytest
 import torch
 
 from ar_kernels import CudaIntLinear, TinygemmIntLinear, TorchIntLinear
-from ar_kernels.backends._mma_layout import pack_w4_mma, split_scale_bf16, unpack_w4_mma
+from ar_kernels.backends._mma_layout import (
+    gemv_params,
+    pack_w4_mma,
+    pad_columns,
+    split_scale_bf16,
+    unpack_w4_mma,
+)
 
 from ._layers import build, random_int_layer, rel_err
 
 CUDA = torch.cuda.is_available()
 
 
-@pytest.mark.parametrize("kchunk", [1, 2, 0])
+@pytest.mark.parametrize("kchunk", [1, 2, 4])
 def test_mma_layout_follows_its_formula(kchunk: int) -> None:
     k, n = 256, 40  # four k blocks, three tiles (the last one padded)
     codes = torch.randint(0, 16, (k, n), generator=torch.Generator().manual_seed(0), dtype=torch.int32)
     words = pack_w4_mma(codes, kchunk)
-    p = kchunk or 4
+    p = kchunk
     assert words.shape == (4 // p, 3, p, 32, 4) and words.dtype == torch.int32
     for tile in range(3):
         for kb in range(4):
@@ -40,15 +46,19 @@ def test_mma_layout_follows_its_formula(kchunk: int) -> None:
 
 def test_mma_layout_round_trip() -> None:
     codes = torch.randint(0, 16, (448, 72), generator=torch.Generator().manual_seed(1), dtype=torch.int32)
-    for kchunk, shape in ((1, (7, 5, 1)), (4, (7, 5, 1)), (0, (1, 5, 7))):  # K / 64 = 7: P divides it
+    for kchunk, shape in ((1, (7, 5, 1)), (4, (7, 5, 1))):  # K / 64 = 7: P divides it
         words = pack_w4_mma(codes, kchunk)
         assert words.shape[:3] == shape
         assert torch.equal(unpack_w4_mma(words, 448, 72), codes)
-    assert torch.equal(unpack_w4_mma(pack_w4_mma(codes[:256], 2), 256, 72), codes[:256])
+    for kchunk, shape in ((2, (2, 5, 2)), (8, (1, 5, 4))):
+        words = pack_w4_mma(codes[:256], kchunk)
+        assert words.shape[:3] == shape
+        assert torch.equal(unpack_w4_mma(words, 256, 72), codes[:256])
     with pytest.raises(ValueError, match="multiple of 64"):
         pack_w4_mma(codes[:100])
-    with pytest.raises(ValueError, match="power of 2"):
-        pack_w4_mma(codes, 3)
+    for bad in (0, 3):
+        with pytest.raises(ValueError, match="power of 2"):
+            pack_w4_mma(codes, bad)
 
 
 def test_bf16_scale_split_is_exact_for_every_fp16_scale() -> None:
@@ -61,6 +71,39 @@ def test_bf16_scale_split_is_exact_for_every_fp16_scale() -> None:
     c = d * lo.double()[None, :]
     assert torch.equal(c.to(torch.bfloat16).double(), c)
     assert torch.equal(d * hi.double()[None, :] + c, d * s.double()[None, :])
+
+
+def _halves(words: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """int32 words (..., 8, W) -> (..., 16, W) values: the low halves are columns g, the high g + 8 (as the
+    kernel's prmt 0x1010 / 0x3232 picks them)."""
+    h = words.contiguous().view(torch.int16).view(dtype)  # (..., 8, 2W): low, high, low, high, ...
+    h = h.unflatten(-1, (words.shape[-1], 2))  # (..., 8, W, 2)
+    return torch.cat((h[..., 0], h[..., 1]), dim=-2)
+
+
+@pytest.mark.parametrize("sym", [True, False])
+def test_gemv_params_follow_their_formula(sym: bool) -> None:
+    """Per (group, tile, g): bf16 [s_hi, s_lo(, -(128 + z), 0)], fp16 [s(, -(1024 + z))] for columns g, g + 8."""
+    g = torch.Generator().manual_seed(2)
+    ng, n = 3, 40
+    scales = pad_columns((torch.rand(ng, n, generator=g) * 0.02 + 1e-4).half())
+    zeros = pad_columns(torch.randint(0, 16, (ng, n), generator=g).half() if not sym else torch.full((ng, n), 8.0).half(),
+                        value=8.0)
+    want_s = scales.view(ng, 3, 16).float()
+    want_z = zeros.view(ng, 3, 16).float()
+    p = gemv_params(scales, zeros, True, sym)
+    assert p.shape == (ng, 3, 8, 2 if sym else 4) and p.dtype == torch.int32
+    v = _halves(p, torch.bfloat16).float()  # (ng, 3, 16, W)
+    assert torch.equal(v[..., 0] + v[..., 1], want_s)  # s_hi + s_lo == s exactly
+    assert torch.equal(v[..., 0], want_s.to(torch.bfloat16).float())
+    if not sym:
+        assert torch.equal(v[..., 2], -(128 + want_z)) and not v[..., 3].any()
+    p = gemv_params(scales, zeros, False, sym)
+    assert p.shape == (ng, 3, 8, 1 if sym else 2)
+    v = _halves(p, torch.float16).float()
+    assert torch.equal(v[..., 0], want_s)
+    if not sym:
+        assert torch.equal(v[..., 1], -(1024 + want_z))
 
 
 CASES = [(128, True, "gptq"), (32, False, "auto_round"), (64, False, "awq"), (-1, True, "gptq"),
@@ -150,28 +193,27 @@ def test_kernel_source_compiles_with_nvrtc() -> None:
         for bf16, sym, group, mt in ((1, 1, 128, 1), (0, 0, 32, 2), (1, 0, 4096, 4), (0, 1, 48, 1)):
             defines = {"AR_BF16": bf16, "AR_SYM": sym, "AR_GROUP": group, "AR_MT": mt}
             assert compile_cubin(_source(), arch, defines)[:4] == b"\x7fELF"
-    for kchunk, ring, spref, ksplit, depth in ((0, 1, 1, 16, 4), (4, 0, 0, 4, 4), (1, 0, 1, 8, 2), (2, 1, 0, 2, 16)):
-        defines = {"AR_KCHUNK": kchunk, "AR_RING": ring, "AR_SPREF": spref, "AR_KSPLIT": ksplit, "AR_DEPTH": depth}
+    for kchunk, ksplit, depth, minb in ((1, 16, 4, 1), (4, 4, 4, 6), (1, 8, 2, 4), (2, 2, 8, 1)):
+        defines = {"AR_KCHUNK": kchunk, "AR_KSPLIT": ksplit, "AR_DEPTH": depth, "AR_MINB": minb}
         assert compile_cubin(_source(), "sm_90", defines)[:4] == b"\x7fELF"
 
 
-# (kchunk, ring, spref, ksplit, depth); the default (1, 1, 1, auto, 4) runs in the tests above
-VARIANTS = [(0, 0, 0, 4, 4), (0, 1, 1, 4, 8), (1, 0, 1, 8, 2), (2, 1, 0, 16, 8), (1, 1, 1, 2, 16)]
+# (kchunk, ksplit, depth); the default (2, auto, 2) runs in the tests above
+VARIANTS = [(1, 4, 2), (2, 8, 2), (4, 4, 4), (1, 16, 1), (2, 2, 8)]
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
-@pytest.mark.parametrize("kchunk,ring,spref,ksplit,depth", VARIANTS)
-def test_cuda_gemv_variants_match_torch(monkeypatch: pytest.MonkeyPatch, kchunk: int, ring: int, spref: int,
-                                        ksplit: int, depth: int) -> None:
-    """Every layout (kchunk) and load pipeline the benchmarks sweep gives the torch backend's product."""
+@pytest.mark.parametrize("kchunk,ksplit,depth", VARIANTS)
+def test_cuda_gemv_variants_match_torch(monkeypatch: pytest.MonkeyPatch, kchunk: int, ksplit: int, depth: int) -> None:
+    """Every layout chunk, K split and step the benchmarks sweep gives the torch backend's product."""
     monkeypatch.setattr(CudaIntLinear, "kchunk", kchunk)
     cases = [(128, True, "gptq", torch.bfloat16, 1536), (32, False, "auto_round", torch.float16, 1536),
              (48, False, "gptq", torch.bfloat16, 1536), (128, True, "gptq", torch.bfloat16, 192)]  # K/64 = 3
     for group, sym, packing, dtype, inp in cases:
         layer = random_int_layer(1000, inp, 4, group, sym, packing, dtype=dtype, bias=True, seed=inp + group)
         ref, ours = build(layer, TorchIntLinear, "cuda"), build(layer, CudaIntLinear, "cuda")
-        ours.gemv_ring, ours.gemv_spref, ours.gemv_ksplit, ours.gemv_depth = ring, spref, ksplit, depth
+        ours.gemv_ksplit, ours.gemv_depth = ksplit, depth
         for rows in (1, 5, 9, 17):
             x = torch.randn(rows, inp, generator=torch.Generator().manual_seed(rows)).to("cuda", dtype)
             assert rel_err(ours(x), ref(x)) < 1e-3, (group, sym, dtype, inp, rows)

@@ -1,4 +1,5 @@
-"""The ``cuda`` backend's weight layout: 4-bit codes ordered as mma.m16n8k16 A fragments (pure torch).
+"""The ``cuda`` backend's layouts: 4-bit codes ordered as mma.m16n8k16 A fragments, and the GEMV's
+per-group constants (pure torch).
 
 ``pack_w4_mma`` turns codes (K, N) into int32 words (K / 64 / P, ceil(N / 16), P, 32, 4), one 16-byte
 load per lane per 64 input channels (see ``_w4_mma.cu`` for how the kernel reads them):
@@ -7,11 +8,10 @@ load per lane per 64 input channels (see ``_w4_mma.cu`` for how the kernel reads
   of column n = 16 * tile + g + 8 * (p & 1) and input channel k = 64 * kb + 16 * c + 4 * kk + j,
   j = 2 * ((p >> 1) & 1) + (p >> 2).
 
-P (``kchunk``) 64-k blocks of a tile are stored together. P = 1 (the default) is k-block-major: the
-16-byte chunks of one 64-k block for every tile are contiguous, so the warps working on one k step
-read one span of memory. P = K / 64 (``kchunk=0``) is tile-major: each tile's whole K is one
-contiguous stream (the first layout). Columns are padded to a multiple of 16 with code 0 (their
-outputs are never written).
+P (``kchunk``, a power of 2) 64-k blocks of a tile are stored together (the GEMV loads a chunk from
+one address), and the chunks of one P-block k step for every tile are contiguous, so the warps working
+on one k step read one span of memory. Columns are padded to a multiple of 16 with code 0 (their
+outputs are never written). ``gemv_params`` gives each lane its group's scale constants in one load.
 
 >>> import torch
 >>> codes = torch.randint(0, 16, (128, 40), dtype=torch.int32)
@@ -33,14 +33,13 @@ def padded(n: int) -> int:
 
 
 def kchunk_for(k: int, kchunk: int) -> int:
-    """P for ``k`` input channels: ``kchunk`` (a power of 2) reduced to divide K / 64; 0 -> K / 64."""
-    nkb = k // 64
-    if kchunk < 0 or kchunk & (kchunk - 1):
-        raise ValueError(f"kchunk={kchunk} must be 0 (tile-major) or a power of 2")
-    return nkb if kchunk == 0 else math.gcd(kchunk, nkb)
+    """P for ``k`` input channels: ``kchunk`` (a power of 2) reduced to divide K / 64."""
+    if kchunk < 1 or kchunk & (kchunk - 1):
+        raise ValueError(f"kchunk={kchunk} must be a power of 2")
+    return math.gcd(kchunk, k // 64)
 
 
-def pack_w4_mma(codes: Tensor, kchunk: int = 1) -> Tensor:
+def pack_w4_mma(codes: Tensor, kchunk: int = 2) -> Tensor:
     """Codes (K, N) in [0, 15], K a multiple of 64 -> int32 (K / 64 / P, ceil(N / 16), P, 32, 4), P from
     :func:`kchunk_for`, on codes' device."""
     k, n = codes.shape
@@ -83,3 +82,33 @@ def split_scale_bf16(scales: Tensor) -> tuple[Tensor, Tensor]:
     s = scales.float()
     hi = s.to(torch.bfloat16)
     return hi, (s - hi.float()).to(torch.bfloat16)
+
+
+def _pairs(t: Tensor) -> Tensor:
+    """(ngroups, Np) 16-bit values -> int32 (ngroups, Np / 16, 8, 1): column 16 t + g in the low half,
+    column 16 t + g + 8 in the high half of word (t, g)."""
+    ng, np_ = t.shape
+    h = t.contiguous().view(torch.int16).view(ng, np_ // 16, 2, 8)
+    return torch.stack((h[:, :, 0], h[:, :, 1]), dim=-1).contiguous().view(torch.int32)
+
+
+def gemv_params(scales: Tensor, zeros: Tensor, bf16: bool, sym: bool) -> Tensor:
+    """The GEMV's per-group constants: fp16 scales and zero points (ngroups, Np), Np a multiple of 16 ->
+    int32 (ngroups, Np / 16, 8, W), word lists per (group, tile, g) as pairs of columns (g, g + 8):
+
+      bf16: [s_hi, s_lo] (sym) or [s_hi, s_lo, -(128 + z), 0] with s_hi + s_lo == s (``split_scale_bf16``)
+      fp16: [s] (sym) or [s, -(1024 + z)]
+
+    The kernel subtracts 128 + z (1024 + z) from 128 + q (1024 + q): the values are exact.
+    """
+    if bf16:
+        hi, lo = split_scale_bf16(scales)
+        words = [_pairs(hi), _pairs(lo)]
+        if not sym:
+            zz = _pairs((-(128.0 + zeros.float())).to(torch.bfloat16))
+            words += [zz, torch.zeros_like(zz)]
+    else:
+        words = [_pairs(scales.to(torch.float16))]
+        if not sym:
+            words.append(_pairs((-(1024.0 + zeros.float())).to(torch.float16)))
+    return torch.cat(words, dim=-1).contiguous()

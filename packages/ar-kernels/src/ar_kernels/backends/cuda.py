@@ -1,11 +1,11 @@
 """The ``cuda`` backend: 4-bit integer layers on NVIDIA GPUs (sm_80+) with CUDA kernels built by NVRTC.
 
 Decode (up to ``gemv_max_rows`` rows) runs ``_w4_mma.cu``'s GEMV: the weight, repacked at load into
-the A-fragment order of ``mma.m16n8k16``, k-block-major (``_mma_layout``), is streamed once by 16-byte
-cp.async copies into a per-lane ring in shared memory, dequantized two values per instruction and
+the A-fragment order of ``mma.m16n8k16`` in chunks of a few 64-k blocks (``_mma_layout``), is streamed
+once by 16-byte loads into registers a step ahead, dequantized two values per instruction and
 multiplied on tensor cores with fp32 accumulation. Its dequantization reproduces the torch backend's
-rounded weight bit for bit, also in bf16 (the fp16 scale is split into two bf16 halves), so it agrees
-with the torch backend to fp32 summation order.
+rounded weight bit for bit, also in bf16 (the fp16 scale is split into two bf16 halves, once at load:
+``gemv_params``), so it agrees with the torch backend to fp32 summation order.
 Larger batches dequantize the weight once (same bits) and call cuBLAS.
 
 The kernels are compiled on first use by the NVRTC library that PyTorch's CUDA wheels ship: no
@@ -24,7 +24,7 @@ from ..registry import BackendSpec, LayerDesc, register_backend
 from .base import IntQuantLinear
 from .convert import unpack_words
 
-_GEMV_ARGS = "pppppp" + "iiiiiii"  # qrep scales zeros x bias out | M N Np K ldx ldo has_bias
+_GEMV_ARGS = "ppppp" + "iiiiii"  # qrep params x bias out | M N K ldx ldo has_bias
 _DEQUANT_ARGS = "pppp" + "iii"  # qrep scales zeros w | N Np K
 
 
@@ -52,25 +52,28 @@ def _source() -> str:
 
 
 @functools.cache
-def kernels(device: int, bf16: bool, sym: bool, group: int, mt: int = 1, ksplit: int = 4, depth: int = 4,
-            kchunk: int = 1, ring: int = 1, spref: int = 1) -> dict:
+def kernels(device: int, bf16: bool, sym: bool, group: int, mt: int = 1, ksplit: int = 4, depth: int = 2,
+            kchunk: int = 2) -> dict:
     """The compiled kernels of one variant on one device (``ar_w4_gemv``, ``ar_w4_dequant``), cached.
 
-    ``kchunk``: the ``AR_KCHUNK`` of the weight layout (0: tile-major); ``ring``: where the weight blocks
-    in flight wait (1 a per-lane cp.async ring in shared memory, 0 registers); ``spref``: scales
-    prefetched into L1."""
+    ``depth``: 64-k blocks per GEMV step (each lane loads the next step's while it computes one);
+    ``kchunk``: the weight layout's P (a power of 2 dividing ``depth``)."""
     from ._nvrtc import compile_module
+    if depth % kchunk:
+        raise ValueError(f"the GEMV step ({depth} blocks) must be a multiple of the layout's chunk ({kchunk})")
     defines = {"AR_BF16": int(bf16), "AR_SYM": int(sym), "AR_GROUP": group, "AR_MT": mt, "AR_KSPLIT": ksplit,
-               "AR_DEPTH": depth, "AR_KCHUNK": kchunk, "AR_RING": ring, "AR_SPREF": spref}
+               "AR_DEPTH": depth, "AR_KCHUNK": kchunk, "AR_MINB": min_blocks(mt, ksplit, group, depth)}
     return compile_module(_source(), {"ar_w4_gemv": _GEMV_ARGS, "ar_w4_dequant": _DEQUANT_ARGS}, device, defines)
 
 
-def ring_depth(ring: int, ksplit: int, depth: int) -> int:
-    """``depth`` halved until the cp.async ring ((depth + 1) x ksplit warps x 512 B) fits 46 KB of static
-    shared memory (ring 0 keeps its loads in registers: any depth)."""
-    while ring and depth > 1 and (depth + 1) * ksplit * 512 > 46 * 1024:
-        depth //= 2
-    return depth
+def min_blocks(mt: int, ksplit: int, group: int, depth: int) -> int:
+    """GEMV blocks per SM the registers must allow (``__launch_bounds__``): 32 warps for one n8 tile of
+    rows and steps of <= 2 blocks (<= 64 registers), fewer for more rows, larger steps or groups that
+    are not whole 64-k blocks: the most that compile without spilling."""
+    warps = {1: 32, 2: 16}.get(mt, 8)
+    if depth > 2 or group % 64:
+        warps = warps * 3 // 4
+    return max(1, warps // ksplit)
 
 
 @register_backend(BackendSpec(
@@ -80,20 +83,15 @@ class CudaIntLinear(IntQuantLinear):
     """4-bit QuantLinear with NVRTC-built tensor-core kernels (decode GEMV; dequantize + cuBLAS above).
 
     ``kchunk`` (read at ``post_init``): 64-k blocks stored together per 16-column tile in the repacked
-    weight, 1 = k-block-major (``_mma_layout``), 0 = tile-major. ``gemv_max_rows`` (<= 32): rows served
-    by the GEMV; ``gemv_ksplit`` warps share 16 columns (each a K slice; None: see ``_ksplit``),
-    ``gemv_depth`` 16-byte loads in flight per lane, ``gemv_ring`` where they wait (1: a per-lane
-    cp.async ring in shared memory, 0: registers), ``gemv_spref`` scales prefetched into L1. Measured
-    on an H100 (benchmarks/kernel_bench_notes.md): the defaults are within 2% of the best configs seen
-    (``gemv_ksplit=8, gemv_depth=2``: 19.3 us vs 19.8 us at 4096 x 14336). Off CUDA (tests) it computes
-    the same product in torch."""
+    weight (``_mma_layout``). ``gemv_max_rows`` (<= 32): rows served by the GEMV; ``gemv_ksplit`` warps
+    share 16 columns (each a K slice; None: see ``_ksplit``), ``gemv_depth`` 64-k blocks per step (a
+    power of 2; raised to the layout's chunk). Measured on an H100: benchmarks/kernel_bench_notes.md.
+    Off CUDA (tests) it computes the same product in torch."""
 
-    kchunk = 1
+    kchunk = 2
     gemv_max_rows = 32
     gemv_ksplit: int | None = None
-    gemv_depth = 4
-    gemv_ring = 1
-    gemv_spref = 1
+    gemv_depth = 2
 
     def post_init(self) -> None:
         if self.packed:
@@ -108,11 +106,17 @@ class CudaIntLinear(IntQuantLinear):
         self.sym = bool((self.zeros == 8).all())  # GPTQ sym layers: no zero point to load
         self.scales = pad_columns(self.scales.to(torch.float16))
         self.zeros = pad_columns(self.zeros.to(torch.float16), value=8.0)
+        self._params: dict[torch.dtype, Tensor] = {}
+        if d.dtype in (torch.float16, torch.bfloat16):
+            self.gemv_params(d.dtype)
 
-    def _kchunk_define(self) -> int:
-        """AR_KCHUNK for the packed weight: P, or 0 where it is tile-major (P = K / 64)."""
-        ko, _, p = self.qweight.shape[:3]
-        return 0 if ko == 1 and p & (p - 1) else p
+    def gemv_params(self, dtype: torch.dtype) -> Tensor:
+        """The GEMV's per-group constants for ``dtype`` activations (``_mma_layout.gemv_params``), built once."""
+        p = self._params.get(dtype)
+        if p is None or p.device != self.scales.device:
+            from ._mma_layout import gemv_params
+            p = self._params[dtype] = gemv_params(self.scales, self.zeros, dtype == torch.bfloat16, self.sym)
+        return p
 
     def _ksplit(self) -> int:
         """Warps per 16 columns: about 3200 warps in all (~24 per SM of an H100), 4 to 16."""
@@ -125,9 +129,9 @@ class CudaIntLinear(IntQuantLinear):
 
     def _kernels(self, dtype: torch.dtype, rows: int, ksplit: int = 4) -> dict:
         mt = 1 if rows <= 8 else 2 if rows <= 16 else 4
+        p = self.qweight.shape[2]
         return kernels(self.qweight.device.index or 0, dtype == torch.bfloat16, self.sym, self.desc.group, mt,
-                       ksplit, ring_depth(self.gemv_ring, ksplit, self.gemv_depth), self._kchunk_define(),
-                       self.gemv_ring, self.gemv_spref)
+                       ksplit, max(self.gemv_depth, p), p)
 
     def forward(self, x: Tensor) -> Tensor:
         d = self.desc
@@ -146,9 +150,9 @@ class CudaIntLinear(IntQuantLinear):
         n, np_, ks = d.out_features, self.scales.shape[1], self._ksplit()
         self._kernels(x.dtype, rows, ks)["ar_w4_gemv"](
             np_ // 16, 32 * ks,
-            (self.qweight.data_ptr(), self.scales.data_ptr(), self.zeros.data_ptr(), x2.data_ptr(),
+            (self.qweight.data_ptr(), self.gemv_params(x.dtype).data_ptr(), x2.data_ptr(),
              out.data_ptr() if bias is None else bias.data_ptr(), out.data_ptr(),
-             rows, n, np_, d.in_features, x2.stride(0), n, int(bias is not None)))
+             rows, n, d.in_features, x2.stride(0), n, int(bias is not None)))
         return out.reshape(*shape[:-1], n)
 
     def dequantize(self, dtype: torch.dtype | None = None) -> Tensor:
