@@ -8,7 +8,10 @@ blocks per GEMV step. (The fourth pass also swept an L2 bulk prefetch and a thir
 slower: benchmarks/kernel_bench_notes.md, results/kernel_bench_cuda_sweep_h100_pass4_run2/3.json.) ``v3`` is the kernel shipped before this GEMV (results/kernel_bench_cuda_v3_gemv.cu:
 a per-lane cp.async ring, scales converted in the kernel; 4 warps, 4 loads in flight) on the same
 weight bytes, timed in the same run. Then the best config over 1-32 rows (and L2 hot), and prefill
-(dequantize + cuBLAS). Used to pick ``CudaIntLinear``'s defaults (benchmarks/kernel_bench_notes.md).
+repeated ``--prefill-reps`` times, its parts timed apart: the dequantization (and pass 4's, which
+stored each lane's own chunks: results/kernel_bench_cuda_pass4.cu), cuBLAS on a dequantized weight
+held fixed, bf16 ``torch.matmul`` on (in, out) and ``F.linear`` on (out, in), with the GPU's clocks,
+power and throttle reasons (nvidia-smi) before and after. Used to pick ``CudaIntLinear``'s defaults (benchmarks/kernel_bench_notes.md).
 The JSON is rewritten after every case, so a run cut short keeps what it measured.
 """
 from __future__ import annotations
@@ -16,15 +19,19 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import subprocess
 import time
 
 import torch
 from kernel_bench import Timer, build_layer, graphed, rel_err
+from torch.nn import functional as F
 
 from ar_kernels import CudaIntLinear, TorchIntLinear
 from ar_kernels.backends._nvrtc import compile_module
+from ar_kernels.backends.cuda import _DEQUANT_ARGS
 
 V3 = pathlib.Path(__file__).parent / "results" / "kernel_bench_cuda_v3_gemv.cu"
+PASS4 = pathlib.Path(__file__).parent / "results" / "kernel_bench_cuda_pass4.cu"
 V3_ARGS = "pppppp" + "iiiiiii"  # qrep scales zeros x bias out | M N Np K ldx ldo has_bias
 # (kchunk, ksplit, depth); the first is the default
 MAIN = [(2, 4, 2), (1, 4, 2), (1, 4, 1), (2, 8, 2), (2, 2, 2), (4, 4, 4), (2, 16, 2)]
@@ -51,6 +58,33 @@ def v3_forward(layer: CudaIntLinear, x: torch.Tensor, out: torch.Tensor) -> None
     _V3[dev, p](np_ // 16, 128, (layer.qweight.data_ptr(), layer.scales.data_ptr(), layer.zeros.data_ptr(),
                                  x.data_ptr(), out.data_ptr(), out.data_ptr(), x.shape[0], d.out_features, np_,
                                  d.in_features, x.stride(0), d.out_features, 0))
+
+
+_K: dict = {}
+
+
+def dequant_direct(layer: CudaIntLinear, dtype: torch.dtype) -> torch.Tensor:
+    """Pass 4's dequantization kernel (each lane stored its own 16-byte chunks) on the layer's buffers."""
+    dev, p, d = layer.qweight.device.index or 0, layer.qweight.shape[2], layer.desc
+    if ("dq0", dev, p) not in _K:
+        defines = {"AR_BF16": int(dtype == torch.bfloat16), "AR_SYM": int(layer.sym), "AR_GROUP": d.group,
+                   "AR_KCHUNK": p}
+        _K["dq0", dev, p] = compile_module(PASS4.read_text(), {"ar_w4_dequant": _DEQUANT_ARGS}, dev,
+                                           defines)["ar_w4_dequant"]
+    w = torch.empty((d.out_features, d.in_features), dtype=dtype, device=layer.qweight.device)
+    np_ = layer.scales.shape[1]
+    _K["dq0", dev, p](np_ // 16, 256, (layer.qweight.data_ptr(), layer.scales.data_ptr(), layer.zeros.data_ptr(),
+                                       w.data_ptr(), d.out_features, np_, d.in_features))
+    return w
+
+
+def gpu_state() -> str:
+    q = "clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active"
+    try:
+        return subprocess.run(["nvidia-smi", f"--query-gpu={q}", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as e:
+        return repr(e)
 
 
 def gemv_attrs(layer: CudaIntLinear, dtype: torch.dtype) -> dict:
@@ -99,15 +133,30 @@ class Run:
             hot = self.hot(graphed(lambda: v3_forward(layer, x, out)))
         return {"config": "v3", "kchunk": kchunk, "rows": 1, "rel_err": err, "graph_us": us, "hot_l2_graph_us": hot}
 
-    def prefill(self, kchunk: int, rows: int) -> dict:
+    def prefill(self, kchunk: int, rows: int, reps: int) -> dict:
         layer = self.layers[kchunk]
         x = torch.randn(rows, self.inp, device="cuda", dtype=self.dtype)
+        w_nk = self.w.t().contiguous()  # (out, in) as the layer's dequantization gives it
+        res: dict = {"kchunk": kchunk, "rows": rows, "gpu_before": gpu_state(), "reps": []}
         with torch.no_grad():
-            err = rel_err(layer(x), self.ref(x))
-            return {"kchunk": kchunk, "rows": rows, "rel_err": err, "us": self.timer(lambda: layer(x)),
-                    "dequant_us": self.timer(lambda: layer.dequantize(self.dtype)),
-                    "bf16_us": self.timer(lambda: torch.matmul(x, self.w)),
-                    "dequant_exact": bool(torch.equal(layer.dequantize(self.dtype), self.ref.dequantize(self.dtype)))}
+            res["rel_err"] = rel_err(layer(x), self.ref(x))
+            want = self.ref.dequantize(self.dtype)
+            res["dequant_exact"] = bool(torch.equal(layer.dequantize(self.dtype), want))
+            res["dequant_direct_exact"] = bool(torch.equal(dequant_direct(layer, self.dtype), want))
+            for _ in range(reps):
+                r = {"bf16_us": self.timer(lambda: torch.matmul(x, self.w)),
+                     "us": self.timer(lambda: layer(x)),
+                     "dequant_us": self.timer(lambda: layer.dequantize(self.dtype)),
+                     "dequant_direct_us": self.timer(lambda: dequant_direct(layer, self.dtype)),
+                     "linear_fixed_w_us": self.timer(lambda: F.linear(x, w_nk)),
+                     "direct_then_linear_us": self.timer(lambda: F.linear(x, dequant_direct(layer, self.dtype))),
+                     "bf16_again_us": self.timer(lambda: torch.matmul(x, self.w))}
+                r["ratio"] = r["us"] / r["bf16_us"]
+                res["reps"].append(r)
+                print("  prefill " + " ".join(f"{k} {v:.1f}" if k != "ratio" else f"ratio {v:.3f}"
+                                              for k, v in r.items()), flush=True)
+        res["gpu_after"] = gpu_state()
+        return res
 
 
 def main() -> None:
@@ -116,6 +165,7 @@ def main() -> None:
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16"))
     p.add_argument("--rows", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     p.add_argument("--prefill-rows", type=int, default=2048)
+    p.add_argument("--prefill-reps", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="four configs per shape")
     p.add_argument("--budget", type=float, default=None, help="seconds per shape for the config sweep")
     p.add_argument("--json", default=None)
@@ -168,11 +218,11 @@ def main() -> None:
             print(f"{shape:<12} best, {m:>2} rows: {r['graph_us']:7.1f} us (bf16 {r['bf16_graph_us']:6.1f}, "
                   f"{r['bf16_graph_us'] / r['graph_us']:.2f}x) err {r['rel_err']:.1e}", flush=True)
             save()
-        r = run.prefill(configs[0][0], a.prefill_rows)
+        print(f"{shape:<12} prefill {a.prefill_rows} rows, {a.prefill_reps} repetitions:", flush=True)
+        r = run.prefill(configs[0][0], a.prefill_rows, a.prefill_reps)
         res["prefill"].append(r)
-        print(f"{shape:<12} prefill {a.prefill_rows} rows: {r['us']:7.1f} us (dequant {r['dequant_us']:.1f}, "
-              f"bf16 {r['bf16_us']:.1f}, {r['us'] / r['bf16_us']:.2f}x slower) err {r['rel_err']:.1e} "
-              f"exact dequant {r['dequant_exact']}", flush=True)
+        print(f"{shape:<12} prefill err {r['rel_err']:.1e} exact dequant {r['dequant_exact']} "
+              f"(pass 4's {r['dequant_direct_exact']}); GPU {r['gpu_before']} -> {r['gpu_after']}", flush=True)
         save()
         del run
         torch.cuda.empty_cache()

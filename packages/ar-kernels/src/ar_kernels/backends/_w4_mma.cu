@@ -432,10 +432,13 @@ ar_w4_dequant(const u32x4* __restrict__ qrep, const u16* __restrict__ scales, co
   const char* wq = reinterpret_cast<const char*>(qrep + (tile * AR_KCHUNK * 32 + lane));
   const u32 cstride = (u32)(Np >> 4) * AR_KCHUNK * 512;
   const int n_lo = tile * 16 + g;
-  // row n of W as 16-byte chunks: lane c writes chunks 2 * (4 * kb + c) + {0, 1}
-  u32x4* w_lo = w + (u64)n_lo * (K >> 3) + 2 * c;
-  u32x4* w_hi = w + (u64)(n_lo + 8) * (K >> 3) + 2 * c;
-  const bool ok_lo = n_lo < N, ok_hi = n_lo + 8 < N;
+  // Each warp's 16 rows x 64 k pass through its own 2 KB of shared memory (16-byte chunks, XOR
+  // swizzled: no bank conflicts), so that each store instruction writes 4 whole 128-byte rows
+  // (storing each lane's own chunks wrote half sectors: 78 us instead of 59 on an H100).
+  __shared__ u32x4 stage[8][16 * 8];
+  u32x4* st = stage[warp];
+  const int r_out = lane >> 3, j_out = lane & 7;
+  u32x4* w_out = w + (u64)(tile * 16 + r_out) * (K >> 3) + j_out;
   Col lo = {0u, 0u, 0u}, hi = {0u, 0u, 0u};
   int cur = -1;
 #pragma unroll 4
@@ -453,13 +456,17 @@ ar_w4_dequant(const u32x4* __restrict__ qrep, const u16* __restrict__ scales, co
     dequant(q.y, lo, hi, a1);
     dequant(q.z, lo, hi, a2);
     dequant(q.w, lo, hi, a3);
-    if (ok_lo) {
-      w_lo[8 * k] = u32x4{a0[0], a0[2], a1[0], a1[2]};
-      w_lo[8 * k + 1] = u32x4{a2[0], a2[2], a3[0], a3[2]};
-    }
-    if (ok_hi) {
-      w_hi[8 * k] = u32x4{a0[1], a0[3], a1[1], a1[3]};
-      w_hi[8 * k + 1] = u32x4{a2[1], a2[3], a3[1], a3[3]};
+    // row g (column n_lo) and row g + 8 (n_lo + 8): k = 16 c + 0..7 in chunk 2c, 8..15 in 2c + 1
+    __syncwarp();
+    st[g * 8 + ((2 * c) ^ g)] = u32x4{a0[0], a0[2], a1[0], a1[2]};
+    st[g * 8 + ((2 * c + 1) ^ g)] = u32x4{a2[0], a2[2], a3[0], a3[2]};
+    st[(g + 8) * 8 + ((2 * c) ^ g)] = u32x4{a0[1], a0[3], a1[1], a1[3]};
+    st[(g + 8) * 8 + ((2 * c + 1) ^ g)] = u32x4{a2[1], a2[3], a3[1], a3[3]};
+    __syncwarp();
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int r = 4 * i + r_out;
+      if (tile * 16 + r < N) w_out[(u64)(4 * i) * (K >> 3) + 8 * k] = st[r * 8 + (j_out ^ (r & 7))];
     }
   }
 }
