@@ -196,6 +196,10 @@ def test_kernel_source_compiles_with_nvrtc() -> None:
     for kchunk, ksplit, depth, minb in ((1, 16, 4, 1), (4, 4, 4, 6), (1, 8, 2, 4), (2, 2, 8, 1)):
         defines = {"AR_KCHUNK": kchunk, "AR_KSPLIT": ksplit, "AR_DEPTH": depth, "AR_MINB": minb}
         assert compile_cubin(_source(), "sm_90", defines)[:4] == b"\x7fELF"
+    for nt, nacc, ksplit, minb, group in ((2, 1, 16, 2, 128), (4, 2, 8, 2, 32), (2, 1, 4, 8, 48)):
+        defines = {"AR_NT": nt, "AR_NACC": nacc, "AR_KSPLIT": ksplit, "AR_MINB": minb, "AR_DEPTH": 1, "AR_KCHUNK": 1,
+                   "AR_GROUP": group}
+        assert compile_cubin(_source(), "sm_90", defines)[:4] == b"\x7fELF"
 
 
 # (kchunk, ksplit, depth); the default (2, auto, 2) runs in the tests above
@@ -218,3 +222,33 @@ def test_cuda_gemv_variants_match_torch(monkeypatch: pytest.MonkeyPatch, kchunk:
             x = torch.randn(rows, inp, generator=torch.Generator().manual_seed(rows)).to("cuda", dtype)
             assert rel_err(ours(x), ref(x)) < 1e-3, (group, sym, dtype, inp, rows)
         assert torch.equal(ours.dequantize(dtype), ref.dequantize(dtype))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("nt,ksplit", [(2, None), (4, None), (2, 16), (4, 4)])
+def test_cuda_gemv_tiles_per_warp_match_torch(nt: int, ksplit: int | None) -> None:
+    """Several 16-column tiles per warp (one-block steps) give the torch backend's product; a tile count
+    that nt does not divide falls back to one tile per warp."""
+    cases = [(128, True, "gptq", torch.bfloat16, 1536, 1024), (32, False, "auto_round", torch.float16, 1536, 1024),
+             (48, False, "gptq", torch.bfloat16, 1536, 1000), (128, True, "gptq", torch.bfloat16, 192, 1024),
+             (-1, True, "gptq", torch.float16, 1024, 1056)]
+    for group, sym, packing, dtype, inp, out in cases:
+        layer = random_int_layer(out, inp, 4, group, sym, packing, dtype=dtype, bias=True, seed=inp + group + nt)
+        ref, ours = build(layer, TorchIntLinear, "cuda"), build(layer, CudaIntLinear, "cuda")
+        ours.gemv_nt, ours.gemv_ksplit = nt, ksplit
+        for rows in (1, 5, 8, 9):
+            x = torch.randn(rows, inp, generator=torch.Generator().manual_seed(rows)).to("cuda", dtype)
+            assert rel_err(ours(x), ref(x)) < 1e-3, (group, sym, dtype, inp, out, rows)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_gemv_default_tiles_per_warp() -> None:
+    """The default plan on the benchmark's shapes: 4 tiles per warp for 14336 columns, 2 for 4096."""
+    for inp, out, want in ((4096, 14336, 4), (14336, 4096, 2)):
+        layer = random_int_layer(out, inp, 4, 128, True, "gptq", dtype=torch.bfloat16, seed=out)
+        ref, ours = build(layer, TorchIntLinear, "cuda"), build(layer, CudaIntLinear, "cuda")
+        assert ours._nt(1) == want and ours._nt(9) == 1
+        x = torch.randn(1, inp, device="cuda", dtype=torch.bfloat16)
+        assert rel_err(ours(x), ref(x)) < 1e-3

@@ -22,6 +22,8 @@
 // {s pair, -(1024 + z) pair} (fp16), each pair = (column n0+g, column n0+g+8), the zero-point words
 // only where zero points vary (AR_SYM 0). The dequantization kernel converts the fp16 scales itself.
 // Accumulation is fp32 (mma), the K split of a block is summed in shared memory (no atomics).
+// A warp may take AR_NT adjacent tiles (their chunks AR_KCHUNK * 512 bytes apart, their constants
+// 8 * AR_PW words): one x load, one address and one loop for AR_NT tiles' words.
 //
 // Speed (H100, 4096 x 14336): benchmarks/kernel_bench_notes.md, with the variants tried.
 
@@ -45,6 +47,12 @@
 #endif
 #ifndef AR_MINB
 #define AR_MINB 8      // GEMV blocks that must fit one SM (bounds the registers: 64K / (AR_MINB * AR_KSPLIT * 32))
+#endif
+#ifndef AR_NT
+#define AR_NT 1        // 16-column tiles per warp (grid: tiles / AR_NT blocks; tiles a multiple of AR_NT)
+#endif
+#ifndef AR_NACC
+#define AR_NACC 2      // accumulator sets (blocks alternate between them)
 #endif
 #ifndef AR_KCHUNK
 #define AR_KCHUNK 2    // P, 64-k blocks stored together per tile: the layout's kchunk, a power of 2 dividing AR_DEPTH
@@ -217,8 +225,8 @@ __device__ __forceinline__ Col col_of(const Par& p) {
 
 // One step: AR_DEPTH consecutive 64-k blocks of a lane's weight and their constants, in registers.
 struct Step {
-  u32x4 w[AR_DEPTH];
-  Par p[AR_NP];
+  u32x4 w[AR_NT][AR_DEPTH];
+  Par p[AR_NT][AR_NP];
 };
 
 // base + i * stride bytes in one instruction (IMAD.WIDE.U32).
@@ -245,58 +253,69 @@ struct Gemv {
       const char* w = at(wq, (u32)kb / AR_KCHUNK + h, cstride);
 #pragma unroll
       for (int i = 0; i < AR_KCHUNK; ++i)
-        if (FULL || kb + h * AR_KCHUNK + i < kb1) s.w[h * AR_KCHUNK + i] = ldg_stream(w + i * 512);
+        if (FULL || kb + h * AR_KCHUNK + i < kb1)
+#pragma unroll
+          for (int t = 0; t < AR_NT; ++t) s.w[t][h * AR_KCHUNK + i] = ldg_stream(w + (t * AR_KCHUNK + i) * 512);
     }
 #pragma unroll
     for (int j = 0; j < AR_NP; ++j)
-      if (FULL || kb + j * AR_PB < kb1) s.p[j] = load_par(at(pq, group_of(kb + j * AR_PB, c), pstride));
+      if (FULL || kb + j * AR_PB < kb1) {
+        const char* pp = at(pq, group_of(kb + j * AR_PB, c), pstride);
+#pragma unroll
+        for (int t = 0; t < AR_NT; ++t) s.p[t][j] = load_par(pp + t * 32 * AR_PW);
+      }
   }
 
   // Multiplies step kb into the two accumulators (even and odd blocks).
   template <bool FULL>
-  __device__ __forceinline__ void compute(float (&acc)[2][AR_MT][4], const Step& s, int kb) const {
+  __device__ __forceinline__ void compute(float (&acc)[AR_NACC][AR_NT][AR_MT][4], const Step& s, int kb) const {
     const u16* xs[AR_MT];
 #pragma unroll
     for (int mt = 0; mt < AR_MT; ++mt) xs[mt] = xr[mt] + kb * 64;
 #pragma unroll
     for (int j = 0; j < AR_NP; ++j) {
       if (!FULL && kb + j * AR_PB >= kb1) break;
-      const Col lo = col_of<0>(s.p[j]), hi = col_of<1>(s.p[j]);
+      Col lo[AR_NT], hi[AR_NT];
+#pragma unroll
+      for (int t = 0; t < AR_NT; ++t) lo[t] = col_of<0>(s.p[t][j]), hi[t] = col_of<1>(s.p[t][j]);
 #pragma unroll
       for (int ii = 0; ii < AR_PB; ++ii) {
         const int i = j * AR_PB + ii;
-        if (FULL || kb + i < kb1) block(acc[i & 1], s.w[i], lo, hi, xs, i * 64);
+        if (FULL || kb + i < kb1) block(acc[i % AR_NACC], s, i, lo, hi, xs, i * 64);
       }
     }
   }
 
-  // One 64-k block: the lane's four words dequantized and multiplied with x's rows (at xs + off).
-  __device__ __forceinline__ void block(float (&acc)[AR_MT][4], const u32x4& q, const Col& lo, const Col& hi,
-                                        const u16* const (&xs)[AR_MT], int off) const {
+  // One 64-k block of every tile: the lane's four words per tile dequantized and multiplied with x's
+  // rows (at xs + off), the x loads shared by the tiles.
+  __device__ __forceinline__ void block(float (&acc)[AR_NT][AR_MT][4], const Step& s, int i, const Col (&lo)[AR_NT],
+                                        const Col (&hi)[AR_NT], const u16* const (&xs)[AR_MT], int off) const {
     u32x4 xv[AR_MT][2];
 #pragma unroll
     for (int mt = 0; mt < AR_MT; ++mt) {
       xv[mt][0] = ldg(xs[mt] + off);
       xv[mt][1] = ldg(xs[mt] + off + 8);
     }
-    u32 a[4];
-    dequant(q.x, lo, hi, a);
 #pragma unroll
-    for (int mt = 0; mt < AR_MT; ++mt) mma(acc[mt], a, xv[mt][0].x, xv[mt][0].y);
-    dequant(q.y, lo, hi, a);
+    for (int kk = 0; kk < 4; ++kk) {
 #pragma unroll
-    for (int mt = 0; mt < AR_MT; ++mt) mma(acc[mt], a, xv[mt][0].z, xv[mt][0].w);
-    dequant(q.z, lo, hi, a);
+      for (int t = 0; t < AR_NT; ++t) {
+        const u32x4& q = s.w[t][i];
+        const u32 qw = kk == 0 ? q.x : kk == 1 ? q.y : kk == 2 ? q.z : q.w;
+        u32 a[4];
+        dequant(qw, lo[t], hi[t], a);
 #pragma unroll
-    for (int mt = 0; mt < AR_MT; ++mt) mma(acc[mt], a, xv[mt][1].x, xv[mt][1].y);
-    dequant(q.w, lo, hi, a);
-#pragma unroll
-    for (int mt = 0; mt < AR_MT; ++mt) mma(acc[mt], a, xv[mt][1].z, xv[mt][1].w);
+        for (int mt = 0; mt < AR_MT; ++mt) {
+          const u32x4& xq = xv[mt][kk >> 1];
+          mma(acc[t][mt], a, (kk & 1) ? xq.z : xq.x, (kk & 1) ? xq.w : xq.y);
+        }
+      }
+    }
   }
 
   // Computes step kb from `cur` after starting the loads of step kb + AR_DEPTH into `nxt`. False
   // where kb was the warp's last step.
-  __device__ __forceinline__ bool step(float (&acc)[2][AR_MT][4], const Step& cur, Step& nxt, int kb) {
+  __device__ __forceinline__ bool step(float (&acc)[AR_NACC][AR_NT][AR_MT][4], const Step& cur, Step& nxt, int kb) {
     // The base addresses pass through an empty asm each step: ptxas then keeps them in registers
     // instead of recomputing them from the thread index and the arguments (~20 instructions a step).
     asm volatile("" : "+l"(wq), "+l"(pq));
@@ -324,7 +343,7 @@ extern "C" __global__ void __launch_bounds__(AR_KSPLIT * 32, AR_MINB)
 ar_w4_gemv(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const u16* __restrict__ x,
            const u16* __restrict__ bias, u16* __restrict__ out, int M, int N, int K, int ldx, int ldo,
            int has_bias) {
-  const int tile = blockIdx.x, tiles = gridDim.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int tile = blockIdx.x * AR_NT, tiles = gridDim.x * AR_NT, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, c = lane & 3;
   const int nkb = K >> 6, nst = (nkb + AR_DEPTH - 1) / AR_DEPTH;
   const int kb0 = nst * warp / AR_KSPLIT * AR_DEPTH;
@@ -340,13 +359,15 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const
 #pragma unroll
   for (int mt = 0; mt < AR_MT; ++mt) gv.xr[mt] = x + (u64)min(8 * mt + g, M - 1) * ldx + 16 * c;
 
-  float acc[2][AR_MT][4];
+  float acc[AR_NACC][AR_NT][AR_MT][4];
 #pragma unroll
-  for (int h = 0; h < 2; ++h)
+  for (int h = 0; h < AR_NACC; ++h)
 #pragma unroll
-    for (int mt = 0; mt < AR_MT; ++mt)
+    for (int t = 0; t < AR_NT; ++t)
 #pragma unroll
-      for (int j = 0; j < 4; ++j) acc[h][mt][j] = 0.f;
+      for (int mt = 0; mt < AR_MT; ++mt)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[h][t][mt][j] = 0.f;
 
   if (kb0 < gv.kb1) {
     // Two step buffers in registers, taking turns: each step's loads are issued before the step
@@ -361,18 +382,25 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const
   }
 
   // Sum the K slices: D fragment value j of lane l is (column n0 + l/4 + 8*(j/2), row 2*(l%4) + j%2).
-  __shared__ float red[AR_KSPLIT][AR_MT * 4][32];
+  __shared__ float red[AR_KSPLIT][AR_NT * AR_MT * 4][32];
 #pragma unroll
-  for (int mt = 0; mt < AR_MT; ++mt)
+  for (int t = 0; t < AR_NT; ++t)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) red[warp][mt * 4 + j][lane] = acc[0][mt][j] + acc[1][mt][j];
+    for (int mt = 0; mt < AR_MT; ++mt)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) red[warp][(t * AR_MT + mt) * 4 + j][lane] =
+#if AR_NACC == 2
+            acc[0][t][mt][j] + acc[1][t][mt][j];
+#else
+            acc[0][t][mt][j];
+#endif
   __syncthreads();
-  for (int v = threadIdx.x; v < AR_MT * 4 * 32; v += AR_KSPLIT * 32) {
-    const int l = v & 31, r = v >> 5, mt = r >> 2, j = r & 3;
+  for (int v = threadIdx.x; v < AR_NT * AR_MT * 4 * 32; v += AR_KSPLIT * 32) {
+    const int l = v & 31, r = v >> 5, t = r / (AR_MT * 4), mt = (r >> 2) % AR_MT, j = r & 3;
     float s = 0.f;
 #pragma unroll
     for (int w = 0; w < AR_KSPLIT; ++w) s += red[w][r][l];
-    const int n = tile * 16 + (l >> 2) + 8 * (j >> 1);
+    const int n = (tile + t) * 16 + (l >> 2) + 8 * (j >> 1);
     const int m = 8 * mt + 2 * (l & 3) + (j & 1);
     if (m < M && n < N) {
       if (has_bias) s += act2f(bias[n]);

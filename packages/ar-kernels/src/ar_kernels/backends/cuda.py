@@ -53,23 +53,28 @@ def _source() -> str:
 
 @functools.cache
 def kernels(device: int, bf16: bool, sym: bool, group: int, mt: int = 1, ksplit: int = 4, depth: int = 2,
-            kchunk: int = 2) -> dict:
+            kchunk: int = 2, nt: int = 1) -> dict:
     """The compiled kernels of one variant on one device (``ar_w4_gemv``, ``ar_w4_dequant``), cached.
 
     ``depth``: 64-k blocks per GEMV step (each lane loads the next step's while it computes one);
-    ``kchunk``: the weight layout's P (a power of 2 dividing ``depth``)."""
+    ``kchunk``: the weight layout's P (a power of 2 dividing ``depth``); ``nt``: 16-column tiles per
+    GEMV warp (the grid is tiles / nt blocks)."""
     from ._nvrtc import compile_module
     if depth % kchunk:
         raise ValueError(f"the GEMV step ({depth} blocks) must be a multiple of the layout's chunk ({kchunk})")
     defines = {"AR_BF16": int(bf16), "AR_SYM": int(sym), "AR_GROUP": group, "AR_MT": mt, "AR_KSPLIT": ksplit,
-               "AR_DEPTH": depth, "AR_KCHUNK": kchunk, "AR_MINB": min_blocks(mt, ksplit, group, depth)}
+               "AR_DEPTH": depth, "AR_KCHUNK": kchunk, "AR_MINB": min_blocks(mt, ksplit, group, depth, nt),
+               "AR_NT": nt, "AR_NACC": 1 if nt == 2 else 2}
     return compile_module(_source(), {"ar_w4_gemv": _GEMV_ARGS, "ar_w4_dequant": _DEQUANT_ARGS}, device, defines)
 
 
-def min_blocks(mt: int, ksplit: int, group: int, depth: int) -> int:
+def min_blocks(mt: int, ksplit: int, group: int, depth: int, nt: int = 1) -> int:
     """GEMV blocks per SM the registers must allow (``__launch_bounds__``): 32 warps for one n8 tile of
     rows and steps of <= 2 blocks (<= 64 registers), fewer for more rows, larger steps or groups that
-    are not whole 64-k blocks: the most that compile without spilling."""
+    are not whole 64-k blocks: the most that compile without spilling. Two tiles per warp (one-block
+    steps, one accumulator set) keep 32 warps (64 registers, 2 of them spilled); four take 16 (123)."""
+    if nt > 1:
+        return max(1, (32 if nt == 2 else 16) // ksplit)
     warps = {1: 32, 2: 16}.get(mt, 8)
     if depth > 2 or group % 64:
         warps = warps * 3 // 4
@@ -85,13 +90,15 @@ class CudaIntLinear(IntQuantLinear):
     ``kchunk`` (read at ``post_init``): 64-k blocks stored together per 16-column tile in the repacked
     weight (``_mma_layout``). ``gemv_max_rows`` (<= 32): rows served by the GEMV; ``gemv_ksplit`` warps
     share 16 columns (each a K slice; None: see ``_ksplit``), ``gemv_depth`` 64-k blocks per step (a
-    power of 2; raised to the layout's chunk). Measured on an H100: benchmarks/kernel_bench_notes.md.
+    power of 2; raised to the layout's chunk); ``gemv_nt`` 16-column tiles per warp for up to 8 rows
+    (1, 2 or 4; None: see ``_nt``; more than 1 runs one-block steps and needs ``kchunk`` 1). Measured on an H100: benchmarks/kernel_bench_notes.md.
     Off CUDA (tests) it computes the same product in torch."""
 
-    kchunk = 2
+    kchunk = 1
     gemv_max_rows = 32
     gemv_ksplit: int | None = None
     gemv_depth = 2
+    gemv_nt: int | None = None
 
     def post_init(self) -> None:
         if self.packed:
@@ -118,20 +125,33 @@ class CudaIntLinear(IntQuantLinear):
             p = self._params[dtype] = gemv_params(self.scales, self.zeros, dtype == torch.bfloat16, self.sym)
         return p
 
-    def _ksplit(self) -> int:
-        """Warps per 16 columns: about 3200 warps in all (~24 per SM of an H100), 4 to 16."""
+    def _nt(self, rows: int) -> int:
+        """Tiles per GEMV warp: 4 where that still leaves >= 128 blocks, else 2 where >= 64, else 1 (also
+        above 8 rows or with a layout chunk > 1). H100, 1 row: 4096 -> 14336 16.5 vs 17.3 us at 4,
+        14336 -> 4096 16.5 vs 17.1 at 2 (benchmarks/kernel_bench_notes.md, pass 7)."""
+        tiles = self.scales.shape[1] // 16
+        if rows > 8 or self.qweight.shape[2] != 1:
+            return 1
+        if self.gemv_nt:
+            return self.gemv_nt if tiles % self.gemv_nt == 0 else 1
+        return 4 if tiles % 4 == 0 and tiles >= 512 else 2 if tiles % 2 == 0 and tiles >= 128 else 1
+
+    def _ksplit(self, nt: int = 1) -> int:
+        """Warps per block (each a K slice of its columns), 4 to 16: about 3200 warps in all (~24 per SM of
+        an H100) for one tile per warp, about 1600 for several."""
         if self.gemv_ksplit:
             return self.gemv_ksplit
-        tiles, nkb, ks = self.scales.shape[1] // 16, self.desc.in_features // 64, 4
-        while ks < 16 and tiles * ks < 3200 and nkb >= 4 * ks:
+        blocks, nkb, ks = self.scales.shape[1] // 16 // nt, self.desc.in_features // 64, 4
+        while ks < 16 and blocks * ks < (3200 if nt == 1 else 1600) and nkb >= 4 * ks:
             ks *= 2
         return ks
 
-    def _kernels(self, dtype: torch.dtype, rows: int, ksplit: int = 4) -> dict:
+    def _kernels(self, dtype: torch.dtype, rows: int, ksplit: int = 4, nt: int = 1) -> dict:
         mt = 1 if rows <= 8 else 2 if rows <= 16 else 4
         p = self.qweight.shape[2]
+        depth = 1 if nt > 1 else max(self.gemv_depth, p)
         return kernels(self.qweight.device.index or 0, dtype == torch.bfloat16, self.sym, self.desc.group, mt,
-                       ksplit, max(self.gemv_depth, p), p)
+                       ksplit, depth, p, nt)
 
     def forward(self, x: Tensor) -> Tensor:
         d = self.desc
@@ -147,9 +167,10 @@ class CudaIntLinear(IntQuantLinear):
             return F.linear(x2, self.dequantize(x.dtype), bias).reshape(*shape[:-1], d.out_features)
         out = torch.empty((rows, d.out_features), dtype=x.dtype, device=x.device)
         bias = self.bias if self.bias is None or self.bias.dtype == x.dtype else self.bias.to(x.dtype)
-        n, np_, ks = d.out_features, self.scales.shape[1], self._ksplit()
-        self._kernels(x.dtype, rows, ks)["ar_w4_gemv"](
-            np_ // 16, 32 * ks,
+        n, np_, nt = d.out_features, self.scales.shape[1], self._nt(rows)
+        ks = self._ksplit(nt)
+        self._kernels(x.dtype, rows, ks, nt)["ar_w4_gemv"](
+            np_ // 16 // nt, 32 * ks,
             (self.qweight.data_ptr(), self.gemv_params(x.dtype).data_ptr(), x2.data_ptr(),
              out.data_ptr() if bias is None else bias.data_ptr(), out.data_ptr(),
              rows, n, d.in_features, x2.stride(0), n, int(bias is not None)))
