@@ -1,8 +1,8 @@
 """Issue #6, pass 7: fewer SM instructions per weight in the decode GEMV, variants against the shipped kernel.
 
     PYTHONPATH=packages/ar-kernels/src:benchmarks python benchmarks/kernel_bench_cuda_pass7.py --json out.json
-A variant is (kchunk, ksplit, depth, nt, nacc, minb) of the GEMV in results/kernel_bench_cuda_pass7.cu (the
-shipped ``_w4_mma.cu`` plus AR_NT: ``nt`` adjacent 16-column tiles per warp sharing the x loads, the
+A variant is (kchunk, ksplit, depth, nt, nacc, minb) of the GEMV in the shipped ``_w4_mma.cu`` (which
+kept the pass's AR_NT: ``nt`` adjacent 16-column tiles per warp sharing the x loads, the
 addresses and the loop; ``nacc`` accumulator sets; ``minb`` the ``__launch_bounds__`` blocks per SM, which
 bounds the registers), launched on a ``CudaIntLinear``'s buffers with ``tiles / nt`` blocks (``base`` is the
 shipped layer itself). All are timed in ``--rounds`` rounds (the configs in turn, bf16 ``torch.matmul`` in
@@ -22,9 +22,8 @@ from kernel_bench import Timer, build_layer, graphed, rel_err
 
 from ar_kernels import CudaIntLinear, TorchIntLinear
 from ar_kernels.backends._nvrtc import compile_module
-from ar_kernels.backends.cuda import _GEMV_ARGS
+from ar_kernels.backends.cuda import _GEMV_ARGS, _source
 
-SRC = pathlib.Path(__file__).parent / "results" / "kernel_bench_cuda_pass7.cu"
 # name: (kchunk, ksplit, depth, nt, nacc, minb); "base" is the shipped layer
 VARIANTS = {
     "base": (2, 4, 2, 1, 2, 8),
@@ -54,7 +53,7 @@ class Variant:
         defines = {"AR_BF16": 1, "AR_SYM": int(layer.sym), "AR_GROUP": layer.desc.group, "AR_MT": 1,
                    "AR_KSPLIT": self.ksplit, "AR_DEPTH": depth, "AR_KCHUNK": layer.qweight.shape[2],
                    "AR_MINB": minb, "AR_NT": self.nt, "AR_NACC": nacc}
-        self.k = compile_module(SRC.read_text(), {"ar_w4_gemv": _GEMV_ARGS}, layer.qweight.device.index or 0,
+        self.k = compile_module(_source(), {"ar_w4_gemv": _GEMV_ARGS}, layer.qweight.device.index or 0,
                                 defines)["ar_w4_gemv"]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
