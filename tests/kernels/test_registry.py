@@ -86,6 +86,17 @@ def test_shape_check_rejects() -> None:
     assert any("multiple of 32" in r for r in spec.reasons(odd, "cuda"))
 
 
+def test_act_order_goes_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(BackendSpec, "missing_requirements", lambda self: [])
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    act = LayerDesc(in_features=256, out_features=64, bits=4, group_size=128, sym=True, dtype=torch.bfloat16,
+                    g_idx=True)
+    for name in ("cuda:int", "triton:int", "tinygemm:int"):
+        assert "g_idx (act-order) checkpoints need the torch backend" in BACKENDS[name].reasons(act, "cuda")
+        assert not BACKENDS[name].reasons(W4, "cuda")
+    assert select_backend(act, "cuda").name == "torch:int"
+
+
 def test_register_a_new_backend() -> None:
     @register_backend(BackendSpec(name="mine:int", devices=("cpu",), bits=(4,), packings=("gptq",), priority=99))
     class MineIntLinear(TorchIntLinear):

@@ -20,6 +20,11 @@ from torch import Tensor, nn
 from ..registry import BackendSpec, LayerDesc
 
 
+def no_act_order(desc: LayerDesc) -> str | None:
+    """Checker of the kernels that assume groups of consecutive input channels."""
+    return "g_idx (act-order) checkpoints need the torch backend" if desc.g_idx else None
+
+
 class QuantLinear(nn.Module):
     """A quantized Linear of one backend. Subclasses set ``spec`` through ``@register_backend``."""
 

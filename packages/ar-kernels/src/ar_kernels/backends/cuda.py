@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ..registry import BackendSpec, LayerDesc, register_backend
-from .base import IntQuantLinear
+from .base import IntQuantLinear, no_act_order
 from .convert import unpack_words
 
 _GEMV_ARGS = "ppppp" + "iiiiii"  # qrep params x bias out | M N K ldx ldo has_bias
@@ -33,8 +33,6 @@ def _shape_check(desc: LayerDesc) -> str | None:
         return f"in_features={desc.in_features} is not a multiple of 64"
     if desc.group_size != -1 and desc.group_size % 16:
         return f"group_size={desc.group_size} is not a multiple of 16"
-    if desc.g_idx:
-        return "g_idx (act-order) checkpoints need the torch backend"
     return None
 
 
@@ -83,7 +81,8 @@ def min_blocks(mt: int, ksplit: int, group: int, depth: int, nt: int = 1) -> int
 
 @register_backend(BackendSpec(
     name="cuda:int", devices=("cuda",), bits=(4,), packings=("gptq", "auto_round", "awq"),
-    dtypes=(torch.float16, torch.bfloat16), priority=60, checks=(_shape_check, _cuda_build_check)))
+    dtypes=(torch.float16, torch.bfloat16), priority=60,
+    checks=(_shape_check, no_act_order, _cuda_build_check)))
 class CudaIntLinear(IntQuantLinear):
     """4-bit QuantLinear with NVRTC-built tensor-core kernels (decode GEMV; dequantize + cuBLAS above).
 
@@ -91,7 +90,8 @@ class CudaIntLinear(IntQuantLinear):
     weight (``_mma_layout``). ``gemv_max_rows`` (<= 32): rows served by the GEMV; ``gemv_ksplit`` warps
     share 16 columns (each a K slice; None: see ``_ksplit``), ``gemv_depth`` 64-k blocks per step (a
     power of 2; raised to the layout's chunk); ``gemv_nt`` 16-column tiles per warp for up to 8 rows
-    (1, 2 or 4; None: see ``_nt``; more than 1 runs one-block steps and needs ``kchunk`` 1). Measured on an H100: benchmarks/kernel_bench_notes.md.
+    (1, 2 or 4; None: see ``_nt``; more than 1 runs one-block steps and needs ``kchunk`` 1).
+    Measured on an H100: benchmarks/kernel_bench_notes.md.
     Off CUDA (tests) it computes the same product in torch."""
 
     kchunk = 1

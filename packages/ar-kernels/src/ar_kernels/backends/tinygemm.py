@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..registry import BackendSpec, LayerDesc, register_backend
-from .base import IntQuantLinear
+from .base import IntQuantLinear, no_act_order
 from .convert import unpack_words
 
 INNER_K_TILES = 8  # tinygemm's K tiling: K must be a multiple of 16 * INNER_K_TILES
@@ -27,14 +27,13 @@ def _shape_check(desc: LayerDesc) -> str | None:
     if desc.in_features % (16 * INNER_K_TILES) or desc.out_features % 8:
         return (f"in_features={desc.in_features} must be a multiple of {16 * INNER_K_TILES} and "
                 f"out_features={desc.out_features} of 8")
-    if desc.g_idx:
-        return "g_idx (act-order) checkpoints need the torch backend"
     return None
 
 
 @register_backend(BackendSpec(
     name="tinygemm:int", devices=("cuda",), bits=(4,), packings=("gptq", "auto_round", "awq"),
-    group_sizes=(32, 64, 128, 256), dtypes=(torch.bfloat16,), priority=-10, checks=(_shape_check,)))
+    group_sizes=(32, 64, 128, 256), dtypes=(torch.bfloat16,), priority=-10,
+    checks=(_shape_check, no_act_order)))
 class TinygemmIntLinear(IntQuantLinear):
     """4-bit QuantLinear running ``aten._weight_int4pack_mm`` (bf16 activations)."""
 

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..errors import missing
 from ..registry import BackendSpec, LayerDesc, register_backend
-from .base import IntQuantLinear
+from .base import IntQuantLinear, no_act_order
 
 
 def _shape_check(desc: LayerDesc) -> str | None:
@@ -24,8 +24,6 @@ def _shape_check(desc: LayerDesc) -> str | None:
         return f"in_features={desc.in_features} is not a multiple of 32"
     if desc.group_size != -1 and desc.group_size % 32:
         return f"group_size={desc.group_size} is not a multiple of 32"
-    if desc.g_idx:
-        return "g_idx (act-order) checkpoints need the torch backend"
     return None
 
 
@@ -42,7 +40,7 @@ def kernels() -> ModuleType:
 @register_backend(BackendSpec(
     name="triton:int", devices=("cuda", "xpu"), bits=(2, 4, 8), packings=("gptq", "auto_round", "awq"),
     dtypes=(torch.float16, torch.bfloat16), priority=50,
-    requirements=("triton",), extra="triton", checks=(_shape_check,), cpu_interpret=True))
+    requirements=("triton",), extra="triton", checks=(_shape_check, no_act_order), cpu_interpret=True))
 class TritonIntLinear(IntQuantLinear):
     """Integer QuantLinear with Triton kernels. Rows <= ``gemv_max_rows`` take the split-K GEMV.
 
