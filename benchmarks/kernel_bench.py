@@ -17,6 +17,7 @@ Needs only torch, triton and ar_kernels.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import statistics
@@ -134,6 +135,28 @@ def bench_decode(rows: int, layers: dict, ref: torch.nn.Module, w_bf16: torch.Te
     return res
 
 
+def bench_chain(n: int, layers: dict, ref: torch.nn.Module, w_bf16: torch.Tensor, timer: Timer,
+                dtype: torch.dtype) -> dict:
+    """Decode as a model runs it: ``n`` distinct layers of the shape (own weights, same values) back to back
+    in one CUDA graph, time per layer, against ``n`` distinct bf16 weights the same way. The kernel start
+    latency a one-call graph pays (~3.5 us, measured as a graph of one tiny kernel) is then paid once per
+    graph, as in a decode step, instead of once per layer."""
+    x = torch.randn(1, w_bf16.shape[0], device="cuda", dtype=dtype)
+    res: dict = {"rows": 1, "layers": n}
+    with torch.no_grad():
+        ws = [w_bf16.clone() for _ in range(n)]
+        res["bf16_matmul_graph_us_per_layer"] = timer(graphed(lambda ws=ws: [torch.matmul(x, w) for w in ws])) / n
+        del ws
+        for name, layer in layers.items():
+            copies = [copy.deepcopy(layer) for _ in range(n)]
+            us = timer(graphed(lambda copies=copies: [c(x) for c in copies])) / n
+            res[name] = {"graph_us_per_layer": us,
+                         "speedup_vs_bf16_graph": res["bf16_matmul_graph_us_per_layer"] / us}
+            del copies
+        torch.cuda.empty_cache()
+    return res
+
+
 def bench_prefill(rows: int, layers: dict, ref: torch.nn.Module, w_bf16: torch.Tensor, timer: Timer,
                   dtype: torch.dtype, triton_variants: bool) -> dict:
     """Many rows: every backend's default path against bf16 ``torch.matmul`` (cuBLAS)."""
@@ -171,6 +194,13 @@ def summary(result: dict) -> str:
                     if key in r:
                         lines.append(f"{kind + ' ' + str(res['rows']) + ' ' + mode:<22}{name:<24}{r[key]:>9.1f}"
                                      f"{res[base]:>9.1f}{res[base] / r[key]:>8.2f}x{r['rel_err_vs_torch']:>10.1e}")
+    chain = result.get("chain")
+    if chain:
+        for name, r in chain.items():
+            if isinstance(r, dict):
+                lines.append(f"{'decode 1, ' + str(chain['layers']) + ' layers/graph':<22}{name:<24}"
+                             f"{r['graph_us_per_layer']:>9.1f}{chain['bf16_matmul_graph_us_per_layer']:>9.1f}"
+                             f"{r['speedup_vs_bf16_graph']:>8.2f}x{'':>10}")
     return "\n".join(lines)
 
 
@@ -191,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                    "dequant + cuBLAS paths")
     p.add_argument("--cuda-attrs", nargs="+", default=[], metavar="NAME=INT",
                    help="CudaIntLinear attributes for the cuda layer, e.g. kchunk=1 gemv_ksplit=8 gemv_depth=2")
+    p.add_argument("--chain", type=int, default=0, metavar="N",
+                   help="also time 1-row decode as N distinct layers back to back in one graph (per layer)")
     p.add_argument("--reps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--json", default=None, help="also write the result to this file")
@@ -217,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                          for r in a.decode_rows],
               "prefill": [bench_prefill(r, layers, ref, w_bf16, timer, dtype, a.triton_variants)
                           for r in a.prefill_rows]}
+    if a.chain:
+        result["chain"] = bench_chain(a.chain, layers, ref, w_bf16, timer, dtype)
     text = json.dumps(result, indent=2)
     if a.json:
         with open(a.json, "w") as f:

@@ -200,6 +200,27 @@ def test_kernel_source_compiles_with_nvrtc() -> None:
         defines = {"AR_NT": nt, "AR_NACC": nacc, "AR_KSPLIT": ksplit, "AR_MINB": minb, "AR_DEPTH": 1, "AR_KCHUNK": 1,
                    "AR_GROUP": group}
         assert compile_cubin(_source(), "sm_90", defines)[:4] == b"\x7fELF"
+    for arch, nt, mt, bf16, sym in (("sm_90", 2, 1, 1, 1), ("sm_90", 1, 4, 0, 0), ("sm_80", 4, 1, 1, 0)):
+        defines = {"AR_XSMEM": 1, "AR_NT": nt, "AR_MT": mt, "AR_BF16": bf16, "AR_SYM": sym, "AR_KCHUNK": 1,
+                   "AR_DEPTH": 1 if nt > 1 else 2}
+        assert compile_cubin(_source(), arch, defines)[:4] == b"\x7fELF"
+
+
+def test_cuda_gemv_stages_x_for_long_rows_where_it_fits() -> None:
+    """x goes to shared memory for in_features >= 8192 (or when forced) while the launch-bound blocks fit an SM."""
+    def layer(inp: int, out: int) -> CudaIntLinear:
+        return build(random_int_layer(out, inp, 4, 128, True, "gptq", dtype=torch.bfloat16, seed=inp), CudaIntLinear)
+    down, up = layer(14336, 256), layer(4096, 1024)
+    assert down._xsmem(1, 16, 2) == 1 * (14336 + 8) * 2
+    assert down._xsmem(4, 16, 2) == 0  # 2 blocks x (16 KB + 115 KB) do not fit 228 KB
+    assert up._xsmem(1, 8, 4) == 0
+    up.gemv_xsmem = True
+    assert up._xsmem(8, 8, 4) == 8 * (4096 + 8) * 2 and up._xsmem(32, 4, 1) == 0  # 32 rows: 2 x 256 KB
+    small = layer(512, 1024)
+    small.gemv_xsmem = True
+    assert small._xsmem(32, 4, 1) == 32 * (512 + 8) * 2
+    down.gemv_xsmem = False
+    assert down._xsmem(1, 16, 2) == 0
 
 
 # (kchunk, ksplit, depth); the default (2, auto, 2) runs in the tests above
@@ -244,11 +265,32 @@ def test_cuda_gemv_tiles_per_warp_match_torch(nt: int, ksplit: int | None) -> No
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("nt", [1, 2, 4])
+def test_cuda_gemv_x_in_shared_memory_matches_torch(nt: int) -> None:
+    """x staged in shared memory (forced on short rows, the default on long ones) gives the torch backend's
+    product for every row tile count, both dtypes, asym zero points and bias."""
+    cases = [(128, True, "gptq", torch.bfloat16, 1536, 1024), (32, False, "auto_round", torch.float16, 1536, 1024),
+             (48, False, "gptq", torch.bfloat16, 192, 1024), (128, True, "gptq", torch.bfloat16, 8192, 512)]
+    for group, sym, packing, dtype, inp, out in cases:
+        layer = random_int_layer(out, inp, 4, group, sym, packing, dtype=dtype, bias=True, seed=inp + group + nt)
+        ref, ours = build(layer, TorchIntLinear, "cuda"), build(layer, CudaIntLinear, "cuda")
+        ours.gemv_nt, ours.gemv_xsmem = nt, True
+        for rows in (1, 5, 8, 9, 17, 32):
+            x = torch.randn(rows, inp, generator=torch.Generator().manual_seed(rows)).to("cuda", dtype)
+            staged = ours._xsmem(rows, ours._ksplit(ours._nt(rows)), ours._nt(rows)) > 0
+            assert staged or inp * min(rows, 32) > 16384  # it fits for the short rows
+            assert rel_err(ours(x), ref(x)) < 1e-3, (group, sym, dtype, inp, out, rows)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
 def test_cuda_gemv_default_tiles_per_warp() -> None:
     """The default plan on the benchmark's shapes: 4 tiles per warp for 14336 columns, 2 for 4096."""
     for inp, out, want in ((4096, 14336, 4), (14336, 4096, 2)):
         layer = random_int_layer(out, inp, 4, 128, True, "gptq", dtype=torch.bfloat16, seed=out)
         ref, ours = build(layer, TorchIntLinear, "cuda"), build(layer, CudaIntLinear, "cuda")
         assert ours._nt(1) == want and ours._nt(9) == 1
-        x = torch.randn(1, inp, device="cuda", dtype=torch.bfloat16)
-        assert rel_err(ours(x), ref(x)) < 1e-3
+        assert (ours._xsmem(1, ours._ksplit(want), want) > 0) == (inp >= 8192)
+        for rows in (1, 4, 8):
+            x = torch.randn(rows, inp, device="cuda", dtype=torch.bfloat16)
+            assert rel_err(ours(x), ref(x)) < 1e-3

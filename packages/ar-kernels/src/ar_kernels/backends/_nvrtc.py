@@ -114,6 +114,7 @@ class Kernel:
         self._params = (ctypes.c_void_p * len(self._vals))(
             *[ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in self._vals])
         self._lock = threading.Lock()  # the parameter slots are reused: one launch at a time
+        self._shared_allowed = 0
 
     def __call__(self, grid: int, block: int, args: Sequence[int], smem: int = 0) -> None:
         """Launch on the current stream of the kernel's device (captured by a CUDA graph)."""
@@ -127,6 +128,12 @@ class Kernel:
             _check(_driver().cuLaunchKernel(self.func, grid, 1, 1, block, 1, 1, smem, stream, self._params, None),
                    "cuLaunchKernel")
         return None
+
+    def allow_shared(self, nbytes: int) -> None:
+        """Lets launches ask for up to ``nbytes`` of dynamic shared memory (needed where static + dynamic > 48 KB)."""
+        if nbytes > self._shared_allowed:
+            _check(_driver().cuFuncSetAttribute(self.func, 8, nbytes), "cuFuncSetAttribute")  # MAX_DYNAMIC_SHARED
+            self._shared_allowed = nbytes
 
     def attribute(self, attr: int) -> int:
         """cuFuncGetAttribute (3: local bytes per thread, 4: registers per thread)."""

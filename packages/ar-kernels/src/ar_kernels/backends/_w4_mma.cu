@@ -54,6 +54,9 @@
 #ifndef AR_NACC
 #define AR_NACC 2      // accumulator sets (blocks alternate between them)
 #endif
+#ifndef AR_XSMEM
+#define AR_XSMEM 0     // 1: the block stages x's rows in shared memory first (dynamic, rows * (K + 8) * 2 bytes)
+#endif
 #ifndef AR_KCHUNK
 #define AR_KCHUNK 2    // P, 64-k blocks stored together per tile: the layout's kchunk, a power of 2 dividing AR_DEPTH
 #endif
@@ -177,6 +180,23 @@ __device__ __forceinline__ u32x4 ldg_stream(const void* p) {
   return v;
 }
 
+// A lane's x pointer: a shared-memory byte address (AR_XSMEM) or a global one, advanced in elements.
+#if AR_XSMEM
+typedef u32 XPtr;
+__device__ __forceinline__ XPtr xadd(XPtr p, int elems) { return p + 2u * (u32)elems; }
+__device__ __forceinline__ u32x4 load_x(XPtr p) {
+  u32x4 v;
+  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(p));
+  return v;
+}
+#define AR_XPIN(p) asm volatile("" : "+r"(p))
+#else
+typedef const u16* XPtr;
+__device__ __forceinline__ XPtr xadd(XPtr p, int elems) { return p + elems; }
+__device__ __forceinline__ u32x4 load_x(XPtr p) { return ldg(p); }
+#define AR_XPIN(p) asm volatile("" : "+l"(p))
+#endif
+
 // A lane's ready-made constants for one group (see the header): AR_PW words, one load.
 struct Par { u32 w[AR_PW]; };
 
@@ -241,7 +261,7 @@ struct Gemv {
   u32 cstride;          // tiles * P * 512
   const char* pq;       // params + (tile * 8 + g) * AR_PW: group i at pq + i * pstride bytes
   u32 pstride;          // tiles * 32 * AR_PW
-  const u16* xr[AR_MT]; // x row of each n8 tile's lane g, + 16 c
+  XPtr xr[AR_MT];       // x row of each n8 tile's lane g, + 16 c
   int c, kb1;
 
   // Loads step kb (a multiple of AR_DEPTH); FULL: all of its blocks are < kb1 (else only those that are).
@@ -269,9 +289,9 @@ struct Gemv {
   // Multiplies step kb into the two accumulators (even and odd blocks).
   template <bool FULL>
   __device__ __forceinline__ void compute(float (&acc)[AR_NACC][AR_NT][AR_MT][4], const Step& s, int kb) const {
-    const u16* xs[AR_MT];
+    XPtr xs[AR_MT];
 #pragma unroll
-    for (int mt = 0; mt < AR_MT; ++mt) xs[mt] = xr[mt] + kb * 64;
+    for (int mt = 0; mt < AR_MT; ++mt) xs[mt] = xadd(xr[mt], kb * 64);
 #pragma unroll
     for (int j = 0; j < AR_NP; ++j) {
       if (!FULL && kb + j * AR_PB >= kb1) break;
@@ -289,12 +309,12 @@ struct Gemv {
   // One 64-k block of every tile: the lane's four words per tile dequantized and multiplied with x's
   // rows (at xs + off), the x loads shared by the tiles.
   __device__ __forceinline__ void block(float (&acc)[AR_NT][AR_MT][4], const Step& s, int i, const Col (&lo)[AR_NT],
-                                        const Col (&hi)[AR_NT], const u16* const (&xs)[AR_MT], int off) const {
+                                        const Col (&hi)[AR_NT], const XPtr (&xs)[AR_MT], int off) const {
     u32x4 xv[AR_MT][2];
 #pragma unroll
     for (int mt = 0; mt < AR_MT; ++mt) {
-      xv[mt][0] = ldg(xs[mt] + off);
-      xv[mt][1] = ldg(xs[mt] + off + 8);
+      xv[mt][0] = load_x(xadd(xs[mt], off));
+      xv[mt][1] = load_x(xadd(xs[mt], off + 8));
     }
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
@@ -320,7 +340,7 @@ struct Gemv {
     // instead of recomputing them from the thread index and the arguments (~20 instructions a step).
     asm volatile("" : "+l"(wq), "+l"(pq));
 #pragma unroll
-    for (int mt = 0; mt < AR_MT; ++mt) asm volatile("" : "+l"(xr[mt]));
+    for (int mt = 0; mt < AR_MT; ++mt) AR_XPIN(xr[mt]);
     if (kb + AR_DEPTH > kb1) {  // the last step, partial
       compute<false>(acc, cur, kb);
       return false;
@@ -330,12 +350,39 @@ struct Gemv {
     return kb + AR_DEPTH < kb1;
   }
 
+  // The warp's K loop from kb0, whose loads are in `a`.
+  __device__ __forceinline__ void run(float (&acc)[AR_NACC][AR_NT][AR_MT][4], Step& a, Step& b, int kb0) {
+    for (int kb = kb0;; kb += 2 * AR_DEPTH) {
+      if (!step(acc, a, b, kb)) break;
+      if (!step(acc, b, a, kb + AR_DEPTH)) break;
+    }
+  }
+
   // Loads step kb where it is (partly) in the warp's slice.
   __device__ __forceinline__ void load_any(Step& s, int kb) const {
     if (kb + AR_DEPTH <= kb1) load<true>(s, kb);
     else if (kb < kb1) load<false>(s, kb);
   }
 };
+
+#if AR_XSMEM
+// The block's rows of x go to shared memory (16-byte async copies; rows K + 8 elements apart, so that 8 rows
+// fall on different banks), where every warp then reads its x instead of from L1 / L2. Returns the shared
+// address of row 0; the copies are waited for (with a block barrier) after the first weight loads are issued.
+__device__ __forceinline__ u32 x_stage(const u16* __restrict__ x, int M, int K, int ldx) {
+  extern __shared__ __align__(16) u16 xsm[];
+  u32 base;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(base) : "l"(xsm));
+  const int rows = min(M, 8 * AR_MT), per_row = K >> 3;
+  const u32 row_bytes = (u32)(K + 8) * 2u;
+  for (int v = threadIdx.x; v < rows * per_row; v += AR_KSPLIT * 32) {
+    const int r = v / per_row, ch = v - r * per_row;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(base + r * row_bytes + ch * 16u),
+                 "l"(x + (u64)r * ldx + ch * 8));
+  }
+  return base;
+}
+#endif
 
 // out (M, N) = x (M, K) @ W (K, N) [+ bias], 1 <= M <= 8 * AR_MT. Grid: N/16 blocks of AR_KSPLIT warps;
 // warp w takes steps [S w / AR_KSPLIT, S (w + 1) / AR_KSPLIT) of the S = ceil(K / 64 / AR_DEPTH).
@@ -356,8 +403,14 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const
   gv.c = c;
   gv.kb1 = min(nst * (warp + 1) / AR_KSPLIT * AR_DEPTH, nkb);
   // Rows past M read row M - 1: an mma output row depends on its own x row only, and it is not stored.
+#if AR_XSMEM
+  const u32 xbase = x_stage(x, M, K, ldx), xrow = (u32)(K + 8) * 2u;
+#pragma unroll
+  for (int mt = 0; mt < AR_MT; ++mt) gv.xr[mt] = xbase + (u32)min(8 * mt + g, M - 1) * xrow + 32u * c;
+#else
 #pragma unroll
   for (int mt = 0; mt < AR_MT; ++mt) gv.xr[mt] = x + (u64)min(8 * mt + g, M - 1) * ldx + 16 * c;
+#endif
 
   float acc[AR_NACC][AR_NT][AR_MT][4];
 #pragma unroll
@@ -369,17 +422,24 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const
 #pragma unroll
         for (int j = 0; j < 4; ++j) acc[h][t][mt][j] = 0.f;
 
+  // Two step buffers in registers, taking turns: each step's loads are issued before the step
+  // before it is computed, into registers nothing reads yet. (A third buffer, loads two steps
+  // ahead at 72 registers, was slower: benchmarks/kernel_bench_notes.md.)
+#if AR_XSMEM
+  // The first step's loads go out before the block waits for x. (Without staging, the buffers stay
+  // declared inside the branch: declared outside it, ptxas made the 4096 -> 14336 GEMV 16.2 -> 18.5 us.)
+  Step a, b;
+  if (kb0 < gv.kb1) gv.load_any(a, kb0);
+  asm volatile("cp.async.wait_all;" ::: "memory");
+  __syncthreads();
+  if (kb0 < gv.kb1) gv.run(acc, a, b, kb0);
+#else
   if (kb0 < gv.kb1) {
-    // Two step buffers in registers, taking turns: each step's loads are issued before the step
-    // before it is computed, into registers nothing reads yet. (A third buffer, loads two steps
-    // ahead at 72 registers, was slower: benchmarks/kernel_bench_notes.md.)
     Step a, b;
     gv.load_any(a, kb0);
-    for (int kb = kb0;; kb += 2 * AR_DEPTH) {
-      if (!gv.step(acc, a, b, kb)) break;
-      if (!gv.step(acc, b, a, kb + AR_DEPTH)) break;
-    }
+    gv.run(acc, a, b, kb0);
   }
+#endif
 
   // Sum the K slices: D fragment value j of lane l is (column n0 + l/4 + 8*(j/2), row 2*(l%4) + j%2).
   __shared__ float red[AR_KSPLIT][AR_NT * AR_MT * 4][32];

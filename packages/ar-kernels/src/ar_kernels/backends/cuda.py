@@ -49,20 +49,29 @@ def _source() -> str:
     return importlib.resources.files(__package__).joinpath("_w4_mma.cu").read_text()
 
 
+_SM_SHARED = 228 * 1024  # shared memory per SM on sm_90 (227 KB per block); each block reserves 1 KB more
+
+
+def _row_tiles(rows: int) -> int:
+    """n8 tiles of activation rows in the GEMV (AR_MT)."""
+    return 1 if rows <= 8 else 2 if rows <= 16 else 4
+
+
 @functools.cache
 def kernels(device: int, bf16: bool, sym: bool, group: int, mt: int = 1, ksplit: int = 4, depth: int = 2,
-            kchunk: int = 2, nt: int = 1) -> dict:
+            kchunk: int = 2, nt: int = 1, xsmem: bool = False) -> dict:
     """The compiled kernels of one variant on one device (``ar_w4_gemv``, ``ar_w4_dequant``), cached.
 
     ``depth``: 64-k blocks per GEMV step (each lane loads the next step's while it computes one);
     ``kchunk``: the weight layout's P (a power of 2 dividing ``depth``); ``nt``: 16-column tiles per
-    GEMV warp (the grid is tiles / nt blocks)."""
+    GEMV warp (the grid is tiles / nt blocks); ``xsmem``: the GEMV stages x in shared memory (the launch
+    passes rows * (in_features + 8) * 2 bytes of it)."""
     from ._nvrtc import compile_module
     if depth % kchunk:
         raise ValueError(f"the GEMV step ({depth} blocks) must be a multiple of the layout's chunk ({kchunk})")
     defines = {"AR_BF16": int(bf16), "AR_SYM": int(sym), "AR_GROUP": group, "AR_MT": mt, "AR_KSPLIT": ksplit,
                "AR_DEPTH": depth, "AR_KCHUNK": kchunk, "AR_MINB": min_blocks(mt, ksplit, group, depth, nt),
-               "AR_NT": nt, "AR_NACC": 1 if nt == 2 else 2}
+               "AR_NT": nt, "AR_NACC": 1 if nt == 2 else 2, "AR_XSMEM": int(xsmem)}
     return compile_module(_source(), {"ar_w4_gemv": _GEMV_ARGS, "ar_w4_dequant": _DEQUANT_ARGS}, device, defines)
 
 
@@ -90,7 +99,8 @@ class CudaIntLinear(IntQuantLinear):
     weight (``_mma_layout``). ``gemv_max_rows`` (<= 32): rows served by the GEMV; ``gemv_ksplit`` warps
     share 16 columns (each a K slice; None: see ``_ksplit``), ``gemv_depth`` 64-k blocks per step (a
     power of 2; raised to the layout's chunk); ``gemv_nt`` 16-column tiles per warp for up to 8 rows
-    (1, 2 or 4; None: see ``_nt``; more than 1 runs one-block steps and needs ``kchunk`` 1).
+    (1, 2 or 4; None: see ``_nt``; more than 1 runs one-block steps and needs ``kchunk`` 1); ``gemv_xsmem``
+    stages x in shared memory once per block (None: see ``_xsmem``).
     Measured on an H100: benchmarks/kernel_bench_notes.md.
     Off CUDA (tests) it computes the same product in torch."""
 
@@ -99,6 +109,7 @@ class CudaIntLinear(IntQuantLinear):
     gemv_ksplit: int | None = None
     gemv_depth = 2
     gemv_nt: int | None = None
+    gemv_xsmem: bool | None = None
 
     def post_init(self) -> None:
         if self.packed:
@@ -146,12 +157,25 @@ class CudaIntLinear(IntQuantLinear):
             ks *= 2
         return ks
 
-    def _kernels(self, dtype: torch.dtype, rows: int, ksplit: int = 4, nt: int = 1) -> dict:
-        mt = 1 if rows <= 8 else 2 if rows <= 16 else 4
-        p = self.qweight.shape[2]
-        depth = 1 if nt > 1 else max(self.gemv_depth, p)
-        return kernels(self.qweight.device.index or 0, dtype == torch.bfloat16, self.sym, self.desc.group, mt,
-                       ksplit, depth, p, nt)
+    def _xsmem(self, rows: int, ksplit: int, nt: int) -> int:
+        """Bytes of shared memory for x's rows where the GEMV stages them (else 0): for long rows (in_features >=
+        8192, or ``gemv_xsmem`` set) where the launch-bound blocks per SM still fit. H100, 1 row, 14336 -> 4096:
+        17.2 vs 18.2 us; 4096 -> 14336: 16.9 vs 16.4 (benchmarks/kernel_bench_notes.md, pass 8)."""
+        k = self.desc.in_features
+        want = self.gemv_xsmem if self.gemv_xsmem is not None else k >= 8192
+        if not want:
+            return 0
+        mt = _row_tiles(rows)
+        nbytes = min(rows, 8 * mt) * (k + 8) * 2
+        red = ksplit * nt * mt * 4 * 32 * 4  # the kernel's static shared memory
+        return nbytes if min_blocks(mt, ksplit, self.desc.group, self._depth(nt), nt) * (red + nbytes + 1024) <= _SM_SHARED else 0
+
+    def _depth(self, nt: int) -> int:
+        return 1 if nt > 1 else max(self.gemv_depth, self.qweight.shape[2])
+
+    def _kernels(self, dtype: torch.dtype, rows: int, ksplit: int = 4, nt: int = 1, xsmem: bool = False) -> dict:
+        return kernels(self.qweight.device.index or 0, dtype == torch.bfloat16, self.sym, self.desc.group,
+                       _row_tiles(rows), ksplit, self._depth(nt), self.qweight.shape[2], nt, xsmem)
 
     def forward(self, x: Tensor) -> Tensor:
         d = self.desc
@@ -169,11 +193,13 @@ class CudaIntLinear(IntQuantLinear):
         bias = self.bias if self.bias is None or self.bias.dtype == x.dtype else self.bias.to(x.dtype)
         n, np_, nt = d.out_features, self.scales.shape[1], self._nt(rows)
         ks = self._ksplit(nt)
-        self._kernels(x.dtype, rows, ks, nt)["ar_w4_gemv"](
-            np_ // 16 // nt, 32 * ks,
-            (self.qweight.data_ptr(), self.gemv_params(x.dtype).data_ptr(), x2.data_ptr(),
-             out.data_ptr() if bias is None else bias.data_ptr(), out.data_ptr(),
-             rows, n, d.in_features, x2.stride(0), n, int(bias is not None)))
+        xsmem = self._xsmem(rows, ks, nt)
+        kernel = self._kernels(x.dtype, rows, ks, nt, xsmem > 0)["ar_w4_gemv"]
+        kernel.allow_shared(xsmem)
+        kernel(np_ // 16 // nt, 32 * ks,
+               (self.qweight.data_ptr(), self.gemv_params(x.dtype).data_ptr(), x2.data_ptr(),
+                out.data_ptr() if bias is None else bias.data_ptr(), out.data_ptr(),
+                rows, n, d.in_features, x2.stride(0), n, int(bias is not None)), xsmem)
         return out.reshape(*shape[:-1], n)
 
     def dequantize(self, dtype: torch.dtype | None = None) -> Tensor:
