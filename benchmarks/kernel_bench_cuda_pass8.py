@@ -39,19 +39,21 @@ def ring(ks: int, nt: int, minb: int, nacc: int, stages: int) -> tuple:
 UP = {
     "base": None,
     "nt4": (8, 4, None, 0, 2, 2),
-    "nt4_ring2": ring(8, 4, 2, 2, 2),
-    "nt4_ring3": ring(8, 4, 2, 2, 3),
-    "nt4_ring4": ring(8, 4, 2, 2, 4),
-    "nt2_ks8_ring3": ring(8, 2, 4, 1, 3),
-    "nt2_ks8_ring4": ring(8, 2, 4, 1, 4),
+    "nt4_border": (8, 4, None, 0, 2, 2, 0, {"AR_BORDER": 1}),
+    "nt4_unroll4": (8, 4, None, 0, 2, 2, 0, {"AR_UNROLL4": 1}),
+    "nt4_kacc": (8, 4, None, 0, 2, 2, 0, {"AR_KACC": 1}),
+    "nt2_ks8_kacc_m3": (8, 2, None, 0, 3, 2, 0, {"AR_KACC": 1}),
+    "nt2_ks8": (8, 2, None, 0, 4, 1),
+    "nt4_d2": (8, 4, None, 0, 2, 1, 0, {"AR_DEPTH": 2}),  # 48 bytes spilled
+    "nt4_d2_nacc2": (8, 4, None, 0, 2, 2, 0, {"AR_DEPTH": 2}),  # 168 bytes spilled
     "nt4_d2_readonly": (8, 4, None, 0, 2, 2, 0, {"AR_READONLY": 1, "AR_DEPTH": 2}),
 }
 # 14336 -> 4096: 256 tiles
 DOWN = {
     "base": None,
     "nt2_ks16_xs": (16, 2, None, 1, 2, 1),
-    "nt2_ks16_ring3": ring(16, 2, 2, 1, 3),
-    "nt2_ks16_ring4": ring(16, 2, 2, 1, 4),
+    "nt2_ks16_xs_kacc": (16, 2, None, 1, 2, 2, 0, {"AR_KACC": 1}),
+    "nt2_ks16_xs_unroll4": (16, 2, None, 1, 2, 1, 0, {"AR_UNROLL4": 1}),
 }
 
 

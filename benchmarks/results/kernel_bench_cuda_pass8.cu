@@ -76,6 +76,15 @@
 #if AR_RING && (AR_DEPTH != 1 || AR_KCHUNK != 1 || AR_XSMEM || AR_PAIR || AR_XBLK)
 #error "AR_RING runs one-block steps on the kchunk-1 layout, x from global memory, one group per block"
 #endif
+#ifndef AR_KACC
+#define AR_KACC 0      // experiment: accumulator set by the k16 slice's parity (kk & 1) instead of by block
+#endif
+#ifndef AR_BORDER
+#define AR_BORDER 0    // experiment: tiles outer, k16 slices inner in a block's mma loop
+#endif
+#ifndef AR_UNROLL4
+#define AR_UNROLL4 0   // experiment: the K loop unrolled over 4 steps instead of 2
+#endif
 #ifndef AR_PAIR
 #define AR_PAIR 0      // 1: a block is two GEMV groups of AR_KSPLIT warps (one full, one short: see the kernel)
 #endif
@@ -327,7 +336,7 @@ struct Gemv {
 #pragma unroll
       for (int ii = 0; ii < AR_PB; ++ii) {
         const int i = j * AR_PB + ii;
-        if (FULL || kb + i < kb1) block<NT>(acc[i % AR_NACC], s, i, lo, hi, xs, i * 64);
+        if (FULL || kb + i < kb1) block<NT>(acc, s, i, lo, hi, xs, i * 64);
       }
     }
   }
@@ -335,7 +344,7 @@ struct Gemv {
   // One 64-k block of every tile: the lane's four words per tile dequantized and multiplied with x's
   // rows (at xs + off), the x loads shared by the tiles.
   template <int NT>
-  __device__ __forceinline__ void block(float (&acc)[NT][AR_MT][4], const Step<NT>& s, int i, const Col (&lo)[NT],
+  __device__ __forceinline__ void block(float (&accs)[AR_NACC][NT][AR_MT][4], const Step<NT>& s, int i, const Col (&lo)[NT],
                                         const Col (&hi)[NT], const XPtr (&xs)[AR_MT], int off) const {
     u32x4 xv[AR_MT][2];
 #pragma unroll
@@ -344,6 +353,7 @@ struct Gemv {
       xv[mt][1] = load_x(xadd(xs[mt], off + 8));
     }
 #if AR_READONLY
+    float (&acc)[NT][AR_MT][4] = accs[0];
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       const u32x4& q = s.w[t][i];
@@ -353,13 +363,15 @@ struct Gemv {
     return;
 #endif
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
+    for (int o = 0; o < (AR_BORDER ? NT : 4); ++o) {
 #pragma unroll
-      for (int t = 0; t < NT; ++t) {
+      for (int n = 0; n < (AR_BORDER ? 4 : NT); ++n) {
+        const int kk = AR_BORDER ? n : o, t = AR_BORDER ? o : n;
         const u32x4& q = s.w[t][i];
         const u32 qw = kk == 0 ? q.x : kk == 1 ? q.y : kk == 2 ? q.z : q.w;
         u32 a[4];
         dequant(qw, lo[t], hi[t], a);
+        float (&acc)[NT][AR_MT][4] = accs[AR_KACC ? (kk & 1) % AR_NACC : i % AR_NACC];
 #pragma unroll
         for (int mt = 0; mt < AR_MT; ++mt) {
           const u32x4& xq = xv[mt][kk >> 1];
@@ -544,9 +556,13 @@ __device__ __forceinline__ void gemv_block(Gemv& gv, int kb0, int tile, int warp
   x_wait();
 #endif
   if (kb0 < gv.kb1) {
-    for (int kb = kb0;; kb += 2 * AR_DEPTH) {
+    for (int kb = kb0;; kb += (2 + 2 * AR_UNROLL4) * AR_DEPTH) {
       if (!gv.step<NT>(acc, a, b, kb)) break;
       if (!gv.step<NT>(acc, b, a, kb + AR_DEPTH)) break;
+#if AR_UNROLL4
+      if (!gv.step<NT>(acc, a, b, kb + 2 * AR_DEPTH)) break;
+      if (!gv.step<NT>(acc, b, a, kb + 3 * AR_DEPTH)) break;
+#endif
     }
   }
 #endif
