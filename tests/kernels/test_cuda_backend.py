@@ -18,6 +18,7 @@ from ar_kernels.backends._mma_layout import (
     split_scale_bf16,
     unpack_w4_mma,
 )
+from ar_kernels.backends.cuda import xsmem_bytes
 
 from ._layers import build, random_int_layer, rel_err
 
@@ -207,20 +208,20 @@ def test_kernel_source_compiles_with_nvrtc() -> None:
 
 
 def test_cuda_gemv_stages_x_for_long_rows_where_it_fits() -> None:
-    """x goes to shared memory for in_features >= 8192 (or when forced) while the launch-bound blocks fit an SM."""
+    """x goes to shared memory for in_features >= 8192 (or when forced), where the block and its launch-bound
+    blocks per SM fit the device's shared memory (H100 and A100 limits)."""
+    h100, a100 = (233472, 232448, 1024), (167936, 166912, 1024)
+    assert xsmem_bytes(1, 14336, 16, 2, 2, h100) == 14344 * 2  # the down projection: 2 x (16 KB + 28 KB)
+    assert xsmem_bytes(4, 14336, 16, 2, 2, h100) == 0  # 2 x (16 KB + 115 KB) > 228 KB
+    assert xsmem_bytes(2, 14336, 16, 2, 2, a100) == 2 * 14344 * 2 and xsmem_bytes(3, 14336, 16, 2, 2, a100) == 0
+    assert xsmem_bytes(8, 4096, 8, 4, 2, h100) == 8 * 4104 * 2 and xsmem_bytes(32, 4096, 4, 1, 2, h100) == 0
+    assert xsmem_bytes(32, 512, 4, 1, 2, a100) == 32 * 520 * 2
+    assert xsmem_bytes(8, 16384, 4, 1, 1, h100) == 0  # one block alone: 8 KB + 262 KB > 227 KB
+
     def layer(inp: int, out: int) -> CudaIntLinear:
         return build(random_int_layer(out, inp, 4, 128, True, "gptq", dtype=torch.bfloat16, seed=inp), CudaIntLinear)
-    down, up = layer(14336, 256), layer(4096, 1024)
-    assert down._xsmem(1, 16, 2) == 1 * (14336 + 8) * 2
-    assert down._xsmem(4, 16, 2) == 0  # 2 blocks x (16 KB + 115 KB) do not fit 228 KB
-    assert up._xsmem(1, 8, 4) == 0
-    up.gemv_xsmem = True
-    assert up._xsmem(8, 8, 4) == 8 * (4096 + 8) * 2 and up._xsmem(32, 4, 1) == 0  # 32 rows: 2 x 256 KB
-    small = layer(512, 1024)
-    small.gemv_xsmem = True
-    assert small._xsmem(32, 4, 1) == 32 * (512 + 8) * 2
-    down.gemv_xsmem = False
-    assert down._xsmem(1, 16, 2) == 0
+    up = layer(4096, 1024)
+    assert up._xsmem(1, 8, 4) == 0  # short rows: not asked for, no device queried
 
 
 # (kchunk, ksplit, depth); the default (2, auto, 2) runs in the tests above

@@ -142,6 +142,15 @@ class Kernel:
         return val.value
 
 
+def device_attribute(device: int, attr: int) -> int:
+    """cuDeviceGetAttribute of CUDA device ``device`` (e.g. 81: shared memory per SM)."""
+    torch.cuda.init()
+    dev, val = ctypes.c_int(), ctypes.c_int()
+    _check(_driver().cuDeviceGet(ctypes.byref(dev), device), "cuDeviceGet")
+    _check(_driver().cuDeviceGetAttribute(ctypes.byref(val), attr, dev), "cuDeviceGetAttribute")
+    return val.value
+
+
 def compile_module(source: str, kernels: dict[str, str], device: int,
                    defines: dict[str, int] | None = None) -> dict[str, Kernel]:
     """Compile ``source`` for ``device`` and load it there: {name: Kernel} for ``kernels`` {name: argspec}."""

@@ -49,7 +49,21 @@ def _source() -> str:
     return importlib.resources.files(__package__).joinpath("_w4_mma.cu").read_text()
 
 
-_SM_SHARED = 228 * 1024  # shared memory per SM on sm_90 (227 KB per block); each block reserves 1 KB more
+@functools.cache
+def shared_limits(device: int) -> tuple[int, int, int]:
+    """Shared memory of a device in bytes: per SM, per block (opt-in), reserved by the driver per block."""
+    from ._nvrtc import device_attribute
+    return tuple(device_attribute(device, a) for a in (81, 97, 111))  # type: ignore[return-value]
+
+
+def xsmem_bytes(rows: int, k: int, ksplit: int, nt: int, blocks_per_sm: int, limits: tuple[int, int, int]) -> int:
+    """Dynamic shared memory for a GEMV that stages ``rows`` rows of x (``k`` wide; rows K + 8 elements apart),
+    or 0 where the block would not fit, or ``blocks_per_sm`` of them (its launch bounds) would not fit an SM."""
+    per_sm, per_block, reserved = limits
+    mt = _row_tiles(rows)
+    nbytes = min(rows, 8 * mt) * (k + 8) * 2
+    block = ksplit * nt * mt * 4 * 32 * 4 + nbytes  # + the kernel's static reduction buffer
+    return nbytes if block <= per_block and blocks_per_sm * (block + reserved) <= per_sm else 0
 
 
 def _row_tiles(rows: int) -> int:
@@ -159,16 +173,14 @@ class CudaIntLinear(IntQuantLinear):
 
     def _xsmem(self, rows: int, ksplit: int, nt: int) -> int:
         """Bytes of shared memory for x's rows where the GEMV stages them (else 0): for long rows (in_features >=
-        8192, or ``gemv_xsmem`` set) where the launch-bound blocks per SM still fit. H100, 1 row, 14336 -> 4096:
-        17.2 vs 18.2 us; 4096 -> 14336: 16.9 vs 16.4 (benchmarks/kernel_bench_notes.md, pass 8)."""
-        k = self.desc.in_features
-        want = self.gemv_xsmem if self.gemv_xsmem is not None else k >= 8192
+        8192, or ``gemv_xsmem`` set), if the device fits them (:func:`xsmem_bytes`). H100, 1 row, 14336 -> 4096:
+        17.1 vs 18.2 us; 4096 -> 14336: 16.9 vs 16.4 (benchmarks/kernel_bench_notes.md, pass 8)."""
+        want = self.gemv_xsmem if self.gemv_xsmem is not None else self.desc.in_features >= 8192
         if not want:
             return 0
-        mt = _row_tiles(rows)
-        nbytes = min(rows, 8 * mt) * (k + 8) * 2
-        red = ksplit * nt * mt * 4 * 32 * 4  # the kernel's static shared memory
-        return nbytes if min_blocks(mt, ksplit, self.desc.group, self._depth(nt), nt) * (red + nbytes + 1024) <= _SM_SHARED else 0
+        return xsmem_bytes(rows, self.desc.in_features, ksplit, nt,
+                           min_blocks(_row_tiles(rows), ksplit, self.desc.group, self._depth(nt), nt),
+                           shared_limits(self.qweight.device.index or 0))
 
     def _depth(self, nt: int) -> int:
         return 1 if nt > 1 else max(self.gemv_depth, self.qweight.shape[2])
