@@ -39,21 +39,19 @@ def ring(ks: int, nt: int, minb: int, nacc: int, stages: int) -> tuple:
 UP = {
     "base": None,
     "nt4": (8, 4, None, 0, 2, 2),
-    "nt4_border": (8, 4, None, 0, 2, 2, 0, {"AR_BORDER": 1}),
-    "nt4_unroll4": (8, 4, None, 0, 2, 2, 0, {"AR_UNROLL4": 1}),
-    "nt4_kacc": (8, 4, None, 0, 2, 2, 0, {"AR_KACC": 1}),
-    "nt2_ks8_kacc_m3": (8, 2, None, 0, 3, 2, 0, {"AR_KACC": 1}),
-    "nt2_ks8": (8, 2, None, 0, 4, 1),
-    "nt4_d2": (8, 4, None, 0, 2, 1, 0, {"AR_DEPTH": 2}),  # 48 bytes spilled
-    "nt4_d2_nacc2": (8, 4, None, 0, 2, 2, 0, {"AR_DEPTH": 2}),  # 168 bytes spilled
-    "nt4_d2_readonly": (8, 4, None, 0, 2, 2, 0, {"AR_READONLY": 1, "AR_DEPTH": 2}),
 }
 # 14336 -> 4096: 256 tiles
 DOWN = {
     "base": None,
     "nt2_ks16_xs": (16, 2, None, 1, 2, 1),
-    "nt2_ks16_xs_kacc": (16, 2, None, 1, 2, 2, 0, {"AR_KACC": 1}),
-    "nt2_ks16_xs_unroll4": (16, 2, None, 1, 2, 1, 0, {"AR_UNROLL4": 1}),
+    "nt2_ks32_xs": (32, 2, None, 1, 1, 1),
+    "nt2_ks32": (32, 2, None, 0, 1, 1),
+}
+# 4096 -> 4096 (an attention projection): 256 tiles, 64 k-blocks
+SQUARE = {
+    "base": None,
+    "nt2_ks16": (16, 2, None, 0, 2, 1),
+    "nt2_ks32": (32, 2, None, 0, 1, 1),
 }
 
 
@@ -152,7 +150,7 @@ def main() -> None:
         if a.json:
             pathlib.Path(a.json).write_text(json.dumps(res, indent=1))
 
-    for shape, variants in (("4096x14336", UP), ("14336x4096", DOWN)):
+    for shape, variants in (("4096x14336", UP), ("14336x4096", DOWN), ("4096x4096", SQUARE)):
         inp, n = map(int, shape.split("x"))
         ref = build_layer(TorchIntLinear, inp, n, 4, 128, dt)
         w = ref.dequantize(dt).t().contiguous()

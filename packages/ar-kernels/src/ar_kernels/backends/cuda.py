@@ -162,12 +162,15 @@ class CudaIntLinear(IntQuantLinear):
         return 4 if tiles % 4 == 0 and tiles >= 512 else 2 if tiles % 2 == 0 and tiles >= 128 else 1
 
     def _ksplit(self, nt: int = 1) -> int:
-        """Warps per block (each a K slice of its columns), 4 to 16: about 3200 warps in all (~24 per SM of
-        an H100) for one tile per warp, about 1600 for several."""
+        """Warps per block (each a K slice of at least two 64-k blocks of its columns), 4 to 32: doubled while
+        the grid has fewer than ~3200 warps (~24 per SM of an H100) for one tile per warp, 1600 for four
+        (their registers allow 16 per SM), 4096 for two (32 per SM). H100, 1 row, 14336 -> 4096 (two tiles):
+        32 warps 16.4 us, 16 warps 17.2 (benchmarks/kernel_bench_notes.md, pass 8)."""
         if self.gemv_ksplit:
             return self.gemv_ksplit
         blocks, nkb, ks = self.scales.shape[1] // 16 // nt, self.desc.in_features // 64, 4
-        while ks < 16 and blocks * ks < (3200 if nt == 1 else 1600) and nkb >= 4 * ks:
+        target, most = {1: (3200, 16), 2: (4096, 32)}.get(nt, (1600, 16))
+        while ks < most and blocks * ks < target and nkb >= 4 * ks:
             ks *= 2
         return ks
 
