@@ -101,6 +101,24 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
+def summarize_variants(shape: str, sres: dict, errors: str) -> float:
+    """Median CUDA-graph time and speedup over bf16 of each variant of a sweep's shape (``sres``: ``bf16_us``
+    and ``variants`` with ``graph_us``, the ``errors`` entry and optional ``l2_hot_us``, ``regs``,
+    ``local_bytes``), stored in it and printed a line each; returns the bf16 median."""
+    bf = statistics.median(sres["bf16_us"])
+    for v, r in sres["variants"].items():
+        if "graph_us" not in r:
+            continue  # failed to build or run
+        r["median_us"] = statistics.median(r["graph_us"])
+        r["speedup"] = bf / r["median_us"]
+        errs = r[errors].values() if isinstance(r[errors], dict) else r[errors]
+        hot = f"  hot {r['l2_hot_us']:.2f}" if "l2_hot_us" in r else ""
+        print(f"{shape} {v:<16} {r['median_us']:6.2f} us  {r['speedup']:.2f}x{hot}  err {max(errs):.1e}"
+              f"  regs {r.get('regs')} local {r.get('local_bytes')}", flush=True)
+    print(f"{shape} bf16 {bf:.2f} us", flush=True)
+    return bf
+
+
 def _backend_row(layer: torch.nn.Module, x: torch.Tensor, want: torch.Tensor, timer: Timer, base: dict,
                  graph: bool, hot: Timer | None) -> dict:
     r = {"rel_err_vs_torch": rel_err(layer(x), want), "us": timer(lambda: layer(x))}

@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
 
 import torch
-from kernel_bench import Timer, build_layer, graphed, rel_err
+from kernel_bench import Timer, build_layer, graphed, rel_err, summarize_variants
 
 from ar_kernels import CudaIntLinear, TorchIntLinear
 from ar_kernels.backends._nvrtc import compile_module
@@ -165,12 +164,7 @@ def main() -> None:
             if "pers_tm" in fns:
                 p = fns["pers_tm"][1]
                 sres["variants"]["pers_tm"]["rel_err_after"] = rel_err(p(x1), ref(x1))
-        bf = statistics.median(sres["bf16_us"])
-        for v, r in sres["variants"].items():
-            r["median_us"] = statistics.median(r["graph_us"])
-            r["speedup"] = bf / r["median_us"]
-            print(f"{shape} {v:<14} {r['median_us']:6.1f} us  {r['speedup']:.2f}x  err {max(r['rel_err_1_5_8']):.1e}"
-                  f"  regs {r.get('regs')}", flush=True)
+        summarize_variants(shape, sres, "rel_err_1_5_8")
         print(f"{shape} dequant exact: {sres['dequant_exact']}", flush=True)
         save()
         del layers, ref, w

@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
 
 import torch
-from kernel_bench import Timer, build_layer, graphed, rel_err
+from kernel_bench import Timer, build_layer, graphed, rel_err, summarize_variants
 
 from ar_kernels import CudaIntLinear, TorchIntLinear
 from ar_kernels.backends._nvrtc import compile_module
@@ -124,15 +123,8 @@ def main() -> None:
                 if v == "base":
                     layer.layer.gemv_ksplit, layer.layer.gemv_depth = cfg[1], cfg[2]
                 sres["variants"][v]["l2_hot_us"] = hot(graphed(lambda: layer(x)))  # noqa: B023
-        bf = statistics.median(sres["bf16_us"])
-        for v, r in sres["variants"].items():
-            if "graph_us" not in r:
-                continue
-            r["median_us"] = statistics.median(r["graph_us"])
-            r["speedup"] = bf / r["median_us"]
-            print(f"{shape} {v:<14} {r['median_us']:6.2f} us  {r['speedup']:.2f}x  hot {r['l2_hot_us']:.2f}"
-                  f"  err {max(r['rel_err_1_5_8']):.1e}  regs {r['regs']} local {r['local_bytes']}", flush=True)
-        print(f"{shape} bf16 {bf:.2f} us; dequant exact: {sres['dequant_exact']}", flush=True)
+        summarize_variants(shape, sres, "rel_err_1_5_8")
+        print(f"{shape} dequant exact: {sres['dequant_exact']}", flush=True)
         save()
         del layers, ref, w
         torch.cuda.empty_cache()

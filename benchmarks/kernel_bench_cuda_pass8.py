@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
 
 import torch
-from kernel_bench import Timer, build_layer, graphed, rel_err
+from kernel_bench import Timer, build_layer, graphed, rel_err, summarize_variants
 
 from ar_kernels import CudaIntLinear, TorchIntLinear
 from ar_kernels.backends._nvrtc import compile_module
@@ -186,15 +185,7 @@ def main() -> None:
                 save()
             for v, (var, x) in fns.items():  # weight hot in L2: SM-side time
                 sres["variants"][v]["l2_hot_us"] = hot(graphed(lambda var=var, x=x: var(x)))
-        bf = statistics.median(sres["bf16_us"])
-        for v, r in sres["variants"].items():
-            if "graph_us" not in r:
-                continue
-            r["median_us"] = statistics.median(r["graph_us"])
-            r["speedup"] = bf / r["median_us"]
-            print(f"{shape} {v:<16} {r['median_us']:6.2f} us  {r['speedup']:.2f}x  hot {r['l2_hot_us']:.2f}"
-                  f"  err {max(r['rel_err'].values()):.1e}  regs {r['regs']} local {r['local_bytes']}", flush=True)
-        print(f"{shape} bf16 {bf:.2f} us", flush=True)
+        summarize_variants(shape, sres, "rel_err")
         save()
         del layer, ref, w
         torch.cuda.empty_cache()
