@@ -35,22 +35,29 @@ def ring(ks: int, nt: int, minb: int, nacc: int, stages: int) -> tuple:
     return (ks, nt, None, 0, minb, nacc, 0, {"AR_RING": stages, "_smem": ks * stages * nt * 32 * 24})
 
 
+def bulk(ks: int, nt: int, minb: int, nacc: int, stages: int) -> tuple:
+    """A bulk-copy variant: ``stages`` TMA-filled one-block steps of shared memory per warp."""
+    return (ks, nt, None, 0, minb, nacc, 0, {"AR_BULK": stages, "_smem": ks * stages * (nt * 576 + 8)})  # bf16 sym
+
+
 UP = {
     "base": None,
     "nt4": (8, 4, None, 0, 2, 2),
+    "nt4_bulk2": bulk(8, 4, 2, 2, 2),
+    "nt4_bulk3": bulk(8, 4, 2, 2, 3),
+    "nt4_bulk4": bulk(8, 4, 2, 2, 4),
+    "nt4_bulk3_m3": bulk(8, 4, 3, 2, 3),
+    "nt2_ks8_bulk4": bulk(8, 2, 4, 1, 4),
 }
 # 14336 -> 4096: 256 tiles
 DOWN = {
     "base": None,
-    "nt2_ks16_xs": (16, 2, None, 1, 2, 1),
-    "nt2_ks32_xs": (32, 2, None, 1, 1, 1),
-    "nt2_ks32": (32, 2, None, 0, 1, 1),
+    "nt2_ks32_bulk3": bulk(32, 2, 1, 1, 3),
+    "nt2_ks16_bulk4": bulk(16, 2, 2, 1, 4),
 }
 # 4096 -> 4096 (an attention projection): 256 tiles, 64 k-blocks
 SQUARE = {
     "base": None,
-    "nt2_ks16": (16, 2, None, 0, 2, 1),
-    "nt2_ks32": (32, 2, None, 0, 1, 1),
 }
 
 

@@ -85,6 +85,12 @@
 #ifndef AR_UNROLL4
 #define AR_UNROLL4 0   // experiment: the K loop unrolled over 4 steps instead of 2
 #endif
+#ifndef AR_BULK
+#define AR_BULK 0      // > 0: each warp's weights and constants arrive by TMA bulk copies into AR_BULK stages
+#endif
+#if AR_BULK && (AR_DEPTH != 1 || AR_KCHUNK != 1 || AR_XSMEM || AR_PAIR || AR_XBLK || AR_RING || AR_GROUP % 64)
+#error "AR_BULK: one-block steps on the kchunk-1 layout, x from global memory, groups of whole 64-k blocks"
+#endif
 #ifndef AR_PAIR
 #define AR_PAIR 0      // 1: a block is two GEMV groups of AR_KSPLIT warps (one full, one short: see the kernel)
 #endif
@@ -513,6 +519,74 @@ __device__ __forceinline__ void ring_loop(Gemv& gv, float (&acc)[AR_NACC][NT][AR
 }
 #endif
 
+#if AR_BULK
+// Bulk-copy pipeline: per warp AR_BULK stages of [NT x 512 bytes of weights][NT x 8 x AR_PW constant words]
+// (both contiguous in global memory for NT adjacent tiles), each with an mbarrier. Lane 0 issues a stage's two
+// TMA copies; every lane waits on the stage's barrier phase, reads its part, and after the warp has used it
+// (and a proxy fence) lane 0 refills the stage AR_BULK steps ahead.
+template <int NT>
+__device__ __forceinline__ void bulk_loop(Gemv& gv, float (&acc)[AR_NACC][NT][AR_MT][4], int kb0, int warp) {
+  constexpr u32 WB = NT * 512, PB = NT * 8 * 4 * AR_PW, STAGE = WB + PB;
+  extern __shared__ __align__(128) unsigned char bulk_smem[];
+  u32 base;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(base) : "l"(bulk_smem));
+  const int lane = threadIdx.x & 31, g = lane >> 2;
+  const u32 st0 = base + (u32)warp * AR_BULK * STAGE;
+  const u32 bar0 = base + AR_KSPLIT * AR_BULK * STAGE + (u32)warp * AR_BULK * 8;
+  const char* wtile = gv.wq - 16 * lane;          // the warp's first tile, k-block 0
+  const char* ptile = gv.pq - 4 * AR_PW * g;      // its first tile's constants, group 0
+  if (lane == 0) {
+#pragma unroll
+    for (int s = 0; s < AR_BULK; ++s) asm volatile("mbarrier.init.shared.b64 [%0], 1;" :: "r"(bar0 + 8 * s) : "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  }
+  __syncwarp();
+  auto issue = [&](int kb, int s) {
+    if (lane == 0 && kb < gv.kb1) {
+      const u32 bar = bar0 + 8 * s, dst = st0 + (u32)s * STAGE;
+      asm volatile("mbarrier.arrive.expect_tx.shared.b64 _, [%0], %1;" :: "r"(bar), "n"(STAGE) : "memory");
+      asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                   :: "r"(dst), "l"(at(wtile, (u32)kb, gv.cstride)), "n"(WB), "r"(bar) : "memory");
+      asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                   :: "r"(dst + WB), "l"(at(ptile, (u32)(kb * 64 / AR_GROUP), gv.pstride)), "n"(PB), "r"(bar)
+                   : "memory");
+    }
+  };
+#pragma unroll
+  for (int i = 0; i < AR_BULK; ++i) issue(kb0 + i, i);
+  int s = 0;
+  u32 phase = 0;
+  for (int kb = kb0; kb < gv.kb1; ++kb) {
+    const u32 bar = bar0 + 8 * s, st = st0 + (u32)s * STAGE;
+    u32 done = 0;
+    while (!done)
+      asm volatile("{ .reg .pred P; mbarrier.try_wait.parity.shared.b64 P, [%1], %2; selp.u32 %0, 1, 0, P; }"
+                   : "=r"(done) : "r"(bar), "r"(phase) : "memory");
+    Step<NT> stp;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      u32x4& v = stp.w[t][0];
+      asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                   : "r"(st + t * 512 + 16 * lane));
+      u32* q = stp.p[t][0].w;
+#if AR_PW == 4
+      asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(q[0]), "=r"(q[1]), "=r"(q[2]), "=r"(q[3])
+                   : "r"(st + WB + (t * 8 + g) * 16));
+#elif AR_PW == 2
+      asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(q[0]), "=r"(q[1]) : "r"(st + WB + (t * 8 + g) * 8));
+#else
+      asm volatile("ld.shared.u32 %0, [%1];" : "=r"(q[0]) : "r"(st + WB + (t * 8 + g) * 4));
+#endif
+    }
+    gv.compute<NT, true>(acc, stp, kb);
+    __syncwarp();
+    if (lane == 0) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    issue(kb + AR_BULK, s);
+    if (++s == AR_BULK) s = 0, phase ^= 1;
+  }
+}
+#endif
+
 // Barrier of one group of AR_KSPLIT warps (the whole block unless AR_PAIR).
 __device__ __forceinline__ void group_sync(int group) {
 #if AR_PAIR
@@ -549,6 +623,8 @@ __device__ __forceinline__ void gemv_block(Gemv& gv, int kb0, int tile, int warp
   // go out before the wait for x.
 #if AR_RING
   ring_loop<NT>(gv, acc, kb0, warp);
+#elif AR_BULK
+  bulk_loop<NT>(gv, acc, kb0, warp);
 #else
   Step<NT> a, b;
   if (kb0 < gv.kb1) gv.load_any<NT>(a, kb0);
