@@ -43,17 +43,14 @@ def bulk(ks: int, nt: int, minb: int, nacc: int, stages: int) -> tuple:
 UP = {
     "base": None,
     "nt4": (8, 4, None, 0, 2, 2),
-    "nt4_bulk2": bulk(8, 4, 2, 2, 2),
-    "nt4_bulk3": bulk(8, 4, 2, 2, 3),
-    "nt4_bulk4": bulk(8, 4, 2, 2, 4),
-    "nt4_bulk3_m3": bulk(8, 4, 3, 2, 3),
-    "nt2_ks8_bulk4": bulk(8, 2, 4, 1, 4),
+    "nt4_rb3": (8, 4, None, 0, 2, 2, 0, {"AR_RB3": 1}),
+    "nt4_rb3_nacc1": (8, 4, None, 0, 2, 1, 0, {"AR_RB3": 1}),
+    "nt2_ks8_rb3": (8, 2, None, 0, 4, 1, 0, {"AR_RB3": 1}),
+    "nt2_ks8_rb3_m3": (8, 2, None, 0, 3, 1, 0, {"AR_RB3": 1}),
 }
 # 14336 -> 4096: 256 tiles
 DOWN = {
     "base": None,
-    "nt2_ks32_bulk3": bulk(32, 2, 1, 1, 3),
-    "nt2_ks16_bulk4": bulk(16, 2, 2, 1, 4),
 }
 # 4096 -> 4096 (an attention projection): 256 tiles, 64 k-blocks
 SQUARE = {

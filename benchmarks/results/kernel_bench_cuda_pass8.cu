@@ -91,6 +91,12 @@
 #if AR_BULK && (AR_DEPTH != 1 || AR_KCHUNK != 1 || AR_XSMEM || AR_PAIR || AR_XBLK || AR_RING || AR_GROUP % 64)
 #error "AR_BULK: one-block steps on the kchunk-1 layout, x from global memory, groups of whole 64-k blocks"
 #endif
+#ifndef AR_RB3
+#define AR_RB3 0       // 1: three one-block weight buffers in registers (loads two steps ahead), constants once per group
+#endif
+#if AR_RB3 && (AR_DEPTH != 1 || AR_KCHUNK != 1 || AR_XSMEM || AR_PAIR || AR_XBLK || AR_RING || AR_BULK || AR_GROUP % 128)
+#error "AR_RB3: one-block steps on the kchunk-1 layout, x from global memory, groups of whole 128-k pairs"
+#endif
 #ifndef AR_PAIR
 #define AR_PAIR 0      // 1: a block is two GEMV groups of AR_KSPLIT warps (one full, one short: see the kernel)
 #endif
@@ -587,6 +593,68 @@ __device__ __forceinline__ void bulk_loop(Gemv& gv, float (&acc)[AR_NACC][NT][AR
 }
 #endif
 
+#if AR_RB3
+// Three weight buffers taking turns (the loads of step k + 2 go out before step k is computed) and one set of
+// constants: a group spans an even number of one-block steps and warps start on even steps, so the constants
+// are loaded two steps ahead on even steps only and turned into column pairs (kept for both steps) before the
+// next group's load reuses their registers.
+template <int NT>
+__device__ __forceinline__ void rb3_loadw(const Gemv& gv, Step<NT>& s, int kb) {
+  if (kb < gv.kb1) {
+    const char* w = at(gv.wq, (u32)kb, gv.cstride);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) s.w[t][0] = ldg_stream(w + t * 512);
+  }
+}
+
+template <int NT>
+__device__ __forceinline__ void rb3_loadp(const Gemv& gv, Par (&p)[NT], int kb) {
+  if (kb < gv.kb1) {
+    const char* pp = at(gv.pq, (u32)(kb * 64 / AR_GROUP), gv.pstride);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) p[t] = load_par(pp + t * 32 * AR_PW);
+  }
+}
+
+// One step k from `cur` (its loads issued two steps ago), first issuing step k + 2 into `nxt`; even steps first
+// take their column constants from `p` and refill it for step k + 2. False where k is past the warp's slice.
+template <int NT, bool EVEN>
+__device__ __forceinline__ bool rb3_step(Gemv& gv, float (&acc)[AR_NACC][NT][AR_MT][4], const Step<NT>& cur,
+                                         Step<NT>& nxt, Par (&p)[NT], Col (&lo)[NT], Col (&hi)[NT], int k) {
+  if (k >= gv.kb1) return false;
+  asm volatile("" : "+l"(gv.wq), "+l"(gv.pq));
+  rb3_loadw<NT>(gv, nxt, k + 2);
+  if (EVEN) {
+#pragma unroll
+    for (int t = 0; t < NT; ++t) lo[t] = col_of<0>(p[t]), hi[t] = col_of<1>(p[t]);
+    rb3_loadp<NT>(gv, p, k + 2);
+  }
+  XPtr xs[AR_MT];
+#pragma unroll
+  for (int mt = 0; mt < AR_MT; ++mt) xs[mt] = xadd(gv.xr[mt], k * 64);
+  gv.block<NT>(acc, cur, 0, lo, hi, xs, 0);
+  return true;
+}
+
+template <int NT>
+__device__ __forceinline__ void rb3_loop(Gemv& gv, float (&acc)[AR_NACC][NT][AR_MT][4], int kb0) {
+  Step<NT> a, b, c;
+  Par p[NT];
+  Col lo[NT], hi[NT];
+  rb3_loadw<NT>(gv, a, kb0);
+  rb3_loadw<NT>(gv, b, kb0 + 1);
+  rb3_loadp<NT>(gv, p, kb0);
+  for (int k = kb0;; k += 6) {
+    if (!rb3_step<NT, true>(gv, acc, a, c, p, lo, hi, k)) break;
+    if (!rb3_step<NT, false>(gv, acc, b, a, p, lo, hi, k + 1)) break;
+    if (!rb3_step<NT, true>(gv, acc, c, b, p, lo, hi, k + 2)) break;
+    if (!rb3_step<NT, false>(gv, acc, a, c, p, lo, hi, k + 3)) break;
+    if (!rb3_step<NT, true>(gv, acc, b, a, p, lo, hi, k + 4)) break;
+    if (!rb3_step<NT, false>(gv, acc, c, b, p, lo, hi, k + 5)) break;
+  }
+}
+#endif
+
 // Barrier of one group of AR_KSPLIT warps (the whole block unless AR_PAIR).
 __device__ __forceinline__ void group_sync(int group) {
 #if AR_PAIR
@@ -625,6 +693,8 @@ __device__ __forceinline__ void gemv_block(Gemv& gv, int kb0, int tile, int warp
   ring_loop<NT>(gv, acc, kb0, warp);
 #elif AR_BULK
   bulk_loop<NT>(gv, acc, kb0, warp);
+#elif AR_RB3
+  if (kb0 < gv.kb1) rb3_loop<NT>(gv, acc, kb0);
 #else
   Step<NT> a, b;
   if (kb0 < gv.kb1) gv.load_any<NT>(a, kb0);
