@@ -97,6 +97,12 @@
 #if AR_RB3 && (AR_DEPTH != 1 || AR_KCHUNK != 1 || AR_XSMEM || AR_PAIR || AR_XBLK || AR_RING || AR_BULK || AR_GROUP % 128)
 #error "AR_RB3: one-block steps on the kchunk-1 layout, x from global memory, groups of whole 128-k pairs"
 #endif
+#ifndef AR_NOPAR
+#define AR_NOPAR 0     // timing experiment (wrong results): no constant loads, constants from the lane index
+#endif
+#ifndef AR_NOX
+#define AR_NOX 0       // timing experiment (wrong results): no x loads, x from the lane index
+#endif
 #ifndef AR_PAIR
 #define AR_PAIR 0      // 1: a block is two GEMV groups of AR_KSPLIT warps (one full, one short: see the kernel)
 #endif
@@ -329,7 +335,15 @@ struct Gemv {
       if (FULL || kb + j * AR_PB < kb1) {
         const char* pp = at(pq, group_of(kb + j * AR_PB, c), pstride);
 #pragma unroll
-        for (int t = 0; t < NT; ++t) s.p[t][j] = load_par(pp + t * 32 * AR_PW);
+        for (int t = 0; t < NT; ++t) {
+#if AR_NOPAR
+          (void)pp;
+#pragma unroll
+          for (int q = 0; q < AR_PW; ++q) s.p[t][j].w[q] = 0x3C003C00u ^ (u32)(c + q + t + kb);
+#else
+          s.p[t][j] = load_par(pp + t * 32 * AR_PW);
+#endif
+        }
       }
   }
 
@@ -361,8 +375,15 @@ struct Gemv {
     u32x4 xv[AR_MT][2];
 #pragma unroll
     for (int mt = 0; mt < AR_MT; ++mt) {
+#if AR_NOX
+      const u32 v = 0x3F803F80u ^ (u32)(off + c);
+      xv[mt][0] = u32x4{v, v ^ 1u, v ^ 2u, v ^ 3u};
+      xv[mt][1] = u32x4{v ^ 4u, v ^ 5u, v ^ 6u, v ^ 7u};
+      (void)xs;
+#else
       xv[mt][0] = load_x(xadd(xs[mt], off));
       xv[mt][1] = load_x(xadd(xs[mt], off + 8));
+#endif
     }
 #if AR_READONLY
     float (&acc)[NT][AR_MT][4] = accs[0];
