@@ -177,7 +177,8 @@ class CudaIntLinear(IntQuantLinear):
     def _xsmem(self, rows: int, ksplit: int, nt: int) -> int:
         """Bytes of shared memory for x's rows where the GEMV stages them (else 0): for long rows (in_features >=
         8192, or ``gemv_xsmem`` set), if the device fits them (:func:`xsmem_bytes`). H100, 1 row, 14336 -> 4096:
-        17.1 vs 18.2 us; 4096 -> 14336: 16.9 vs 16.4 (benchmarks/kernel_bench_notes.md, pass 8)."""
+        16.4 vs 16.5 us at 32 warps per block, 17.2 vs 18.2 at 16; 4096 -> 14336: 16.9 vs 16.4
+        (benchmarks/kernel_bench_notes.md, pass 8)."""
         want = self.gemv_xsmem if self.gemv_xsmem is not None else self.desc.in_features >= 8192
         if not want:
             return 0
