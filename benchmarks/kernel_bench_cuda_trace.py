@@ -3,7 +3,7 @@
     PYTHONPATH=packages/ar-kernels/src:benchmarks python benchmarks/kernel_bench_cuda_trace.py --json out.json
 
 The pass-8 kernel source (results/kernel_bench_cuda_pass8.cu) compiled with AR_TRACE=1 (the stamps go to the `bias` pointer, has_bias 0) in the
-shipped plan of each bench shape, launched after kernel_bench's L2 flush, each launch also timed by CUDA events
+shipped plan of each bench shape (its macros from ``cuda.gemv_defines``, x staged where the layer stages it), launched after kernel_bench's L2 flush, each launch also timed by CUDA events
 as kernel_bench times it. Reported per shape (medians over launches, microseconds, relative to the first warp's
 start): the last warp's start, the K loops' ends (first / median / last), the last store, and the events' time.
 """
@@ -20,17 +20,18 @@ from kernel_bench_cuda_pass8 import PASS8, PASS8_ARGS
 
 from ar_kernels import CudaIntLinear
 from ar_kernels.backends._nvrtc import compile_module
+from ar_kernels.backends.cuda import gemv_defines
 
 
 def trace(inp: int, out: int, launches: int) -> dict:
     layer = build_layer(CudaIntLinear, inp, out, 4, 128, torch.bfloat16)
     nt, tiles = layer._nt(1), layer.scales.shape[1] // 16
     ks = layer._ksplit(nt)
-    d = layer.desc
-    defines = {"AR_BF16": 1, "AR_SYM": int(layer.sym), "AR_GROUP": d.group, "AR_MT": 1, "AR_KSPLIT": ks,
-               "AR_DEPTH": 1 if nt > 1 else 2, "AR_KCHUNK": 1, "AR_MINB": max(1, (32 if nt == 2 else 16) // ks),
-               "AR_NT": nt, "AR_NACC": 1 if nt == 2 else 2, "AR_TRACE": 1}
-    k = compile_module(PASS8.read_text(), {"ar_w4_gemv": PASS8_ARGS}, 0, defines)["ar_w4_gemv"]
+    xsmem = layer._xsmem(1, ks, nt)
+    defines = gemv_defines(True, layer.sym, layer.desc.group, 1, ks, layer._depth(nt), layer.qweight.shape[2], nt,
+                           xsmem > 0)
+    k = compile_module(PASS8.read_text(), {"ar_w4_gemv": PASS8_ARGS}, 0, {**defines, "AR_TRACE": 1})["ar_w4_gemv"]
+    k.allow_shared(xsmem)
     blocks = tiles // nt
     buf = torch.zeros(blocks * ks * 3, dtype=torch.int64, device="cuda")
     x = torch.randn(1, inp, device="cuda", dtype=torch.bfloat16)
@@ -43,7 +44,7 @@ def trace(inp: int, out: int, launches: int) -> dict:
         flush.sum()
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
-        k(blocks, 32 * ks, args)
+        k(blocks, 32 * ks, args, xsmem)
         b.record()
         torch.cuda.synchronize()
         if i < 5:

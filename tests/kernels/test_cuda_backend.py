@@ -224,7 +224,7 @@ def test_cuda_gemv_stages_x_for_long_rows_where_it_fits() -> None:
     assert up._xsmem(1, 8, 4) == 0  # short rows: not asked for, no device queried
 
 
-# (kchunk, ksplit, depth); the default (2, auto, 2) runs in the tests above
+# (kchunk, ksplit, depth); the default (1, auto, 2) runs in the tests above
 VARIANTS = [(1, 4, 2), (2, 8, 2), (4, 4, 4), (1, 16, 1), (2, 2, 8)]
 
 
@@ -286,11 +286,13 @@ def test_cuda_gemv_x_in_shared_memory_matches_torch(nt: int) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 def test_cuda_gemv_default_tiles_per_warp() -> None:
-    """The default plan on the benchmark's shapes: 4 tiles per warp for 14336 columns, 2 for 4096."""
+    """The default plan on the benchmark's shapes: 4 tiles and 8 warps per block for 14336 columns, 2 tiles and
+    32 warps for 4096 (x staged there: 14336 input channels)."""
     for inp, out, want in ((4096, 14336, 4), (14336, 4096, 2)):
         layer = random_int_layer(out, inp, 4, 128, True, "gptq", dtype=torch.bfloat16, seed=out)
         ref, ours = build(layer, TorchIntLinear, "cuda"), build(layer, CudaIntLinear, "cuda")
         assert ours._nt(1) == want and ours._nt(9) == 1
+        assert ours._ksplit(want) == {4: 8, 2: 32}[want]  # about 1600 / 4096 warps
         assert (ours._xsmem(1, ours._ksplit(want), want) > 0) == (inp >= 8192)
         for rows in (1, 4, 8):
             x = torch.randn(rows, inp, device="cuda", dtype=torch.bfloat16)

@@ -81,19 +81,25 @@ def kernels(device: int, bf16: bool, sym: bool, group: int, mt: int = 1, ksplit:
     GEMV warp (the grid is tiles / nt blocks); ``xsmem``: the GEMV stages x in shared memory (the launch
     passes rows * (in_features + 8) * 2 bytes of it)."""
     from ._nvrtc import compile_module
+    defines = gemv_defines(bf16, sym, group, mt, ksplit, depth, kchunk, nt, xsmem)
+    return compile_module(_source(), {"ar_w4_gemv": _GEMV_ARGS, "ar_w4_dequant": _DEQUANT_ARGS}, device, defines)
+
+
+def gemv_defines(bf16: bool, sym: bool, group: int, mt: int, ksplit: int, depth: int, kchunk: int, nt: int,
+                 xsmem: bool) -> dict[str, int]:
+    """The ``_w4_mma.cu`` macros of one variant (see :func:`kernels`)."""
     if depth % kchunk:
         raise ValueError(f"the GEMV step ({depth} blocks) must be a multiple of the layout's chunk ({kchunk})")
-    defines = {"AR_BF16": int(bf16), "AR_SYM": int(sym), "AR_GROUP": group, "AR_MT": mt, "AR_KSPLIT": ksplit,
-               "AR_DEPTH": depth, "AR_KCHUNK": kchunk, "AR_MINB": min_blocks(mt, ksplit, group, depth, nt),
-               "AR_NT": nt, "AR_NACC": 1 if nt == 2 else 2, "AR_XSMEM": int(xsmem)}
-    return compile_module(_source(), {"ar_w4_gemv": _GEMV_ARGS, "ar_w4_dequant": _DEQUANT_ARGS}, device, defines)
+    return {"AR_BF16": int(bf16), "AR_SYM": int(sym), "AR_GROUP": group, "AR_MT": mt, "AR_KSPLIT": ksplit,
+            "AR_DEPTH": depth, "AR_KCHUNK": kchunk, "AR_MINB": min_blocks(mt, ksplit, group, depth, nt),
+            "AR_NT": nt, "AR_NACC": 1 if nt == 2 else 2, "AR_XSMEM": int(xsmem)}
 
 
 def min_blocks(mt: int, ksplit: int, group: int, depth: int, nt: int = 1) -> int:
     """GEMV blocks per SM the registers must allow (``__launch_bounds__``): 32 warps for one n8 tile of
     rows and steps of <= 2 blocks (<= 64 registers), fewer for more rows, larger steps or groups that
     are not whole 64-k blocks: the most that compile without spilling. Two tiles per warp (one-block
-    steps, one accumulator set) keep 32 warps (64 registers, 2 of them spilled); four take 16 (123)."""
+    steps, one accumulator set) keep 32 warps (62-64 registers); four take 16 (123)."""
     if nt > 1:
         return max(1, (32 if nt == 2 else 16) // ksplit)
     warps = {1: 32, 2: 16}.get(mt, 8)
