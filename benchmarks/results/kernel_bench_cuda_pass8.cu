@@ -57,6 +57,10 @@
 #ifndef AR_XSMEM
 #define AR_XSMEM 0     // x staged in shared memory (dynamic, rows * (K + 8) * 2 bytes): 1 by the block, 2 by each warp its slice
 #endif
+#ifndef AR_ILV
+#define AR_ILV 0       // experiment: warp w takes steps w, w + AR_KSPLIT, ... (the block's warps read adjacent k-blocks)
+#endif
+#define AR_KSTEP (AR_ILV ? AR_KSPLIT * AR_DEPTH : AR_DEPTH)
 #ifndef AR_TRACE
 #define AR_TRACE 0     // benchmarks only: per warp, %globaltimer at start, loop end and end into `bias` (has_bias 0)
 #endif
@@ -427,9 +431,9 @@ struct Gemv {
       compute<NT, false>(acc, cur, kb);
       return false;
     }
-    load_any<NT>(nxt, kb + AR_DEPTH);
+    load_any<NT>(nxt, kb + AR_KSTEP);
     compute<NT, true>(acc, cur, kb);
-    return kb + AR_DEPTH < kb1;
+    return kb + AR_KSTEP < kb1;
   }
 
   // Loads step kb where it is (partly) in the warp's slice.
@@ -676,6 +680,50 @@ __device__ __forceinline__ void rb3_loop(Gemv& gv, float (&acc)[AR_NACC][NT][AR_
 }
 #endif
 
+#ifndef AR_FIX
+#define AR_FIX 0       // experiment: every warp has exactly AR_FIX one-block steps, fully unrolled, loads AR_AHEAD steps ahead
+#endif
+#ifndef AR_AHEAD
+#define AR_AHEAD 2
+#endif
+#if AR_FIX
+template <int NT>
+__device__ __forceinline__ void fix_loop(Gemv& gv, float (&acc)[AR_NACC][NT][AR_MT][4], int kb0) {
+  u32x4 w[AR_FIX][NT];
+  Par p[(AR_FIX + 1) / 2][NT];
+#pragma unroll
+  for (int i = 0; i < AR_FIX + AR_AHEAD; ++i) {
+    if (i < AR_FIX) {
+      const char* a = at(gv.wq, (u32)(kb0 + i), gv.cstride);
+#pragma unroll
+      for (int t = 0; t < NT; ++t) w[i][t] = ldg_stream(a + t * 512);
+      if (i % 2 == 0) {
+        const char* pp = at(gv.pq, (u32)((kb0 + i) * 64 / AR_GROUP), gv.pstride);
+#pragma unroll
+        for (int t = 0; t < NT; ++t) p[i / 2][t] = load_par(pp + t * 32 * AR_PW);
+      }
+    }
+    const int j = i - AR_AHEAD;
+#if AR_XSMEM
+    if (j == 0) x_wait();
+#endif
+    if (j >= 0) {
+      Step<NT> s;
+      Col lo[NT], hi[NT];
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        s.w[t][0] = w[j][t];
+        lo[t] = col_of<0>(p[j / 2][t]), hi[t] = col_of<1>(p[j / 2][t]);
+      }
+      XPtr xs[AR_MT];
+#pragma unroll
+      for (int mt = 0; mt < AR_MT; ++mt) xs[mt] = xadd(gv.xr[mt], (kb0 + j) * 64);
+      gv.block<NT>(acc, s, 0, lo, hi, xs, 0);
+    }
+  }
+}
+#endif
+
 // Barrier of one group of AR_KSPLIT warps (the whole block unless AR_PAIR).
 __device__ __forceinline__ void group_sync(int group) {
 #if AR_PAIR
@@ -716,6 +764,8 @@ __device__ __forceinline__ void gemv_block(Gemv& gv, int kb0, int tile, int warp
   bulk_loop<NT>(gv, acc, kb0, warp);
 #elif AR_RB3
   if (kb0 < gv.kb1) rb3_loop<NT>(gv, acc, kb0);
+#elif AR_FIX
+  fix_loop<NT>(gv, acc, kb0);
 #else
   Step<NT> a, b;
   if (kb0 < gv.kb1) gv.load_any<NT>(a, kb0);
@@ -723,9 +773,9 @@ __device__ __forceinline__ void gemv_block(Gemv& gv, int kb0, int tile, int warp
   x_wait();
 #endif
   if (kb0 < gv.kb1) {
-    for (int kb = kb0;; kb += (2 + 2 * AR_UNROLL4) * AR_DEPTH) {
+    for (int kb = kb0;; kb += (2 + 2 * AR_UNROLL4) * AR_KSTEP) {
       if (!gv.step<NT>(acc, a, b, kb)) break;
-      if (!gv.step<NT>(acc, b, a, kb + AR_DEPTH)) break;
+      if (!gv.step<NT>(acc, b, a, kb + AR_KSTEP)) break;
 #if AR_UNROLL4
       if (!gv.step<NT>(acc, a, b, kb + 2 * AR_DEPTH)) break;
       if (!gv.step<NT>(acc, b, a, kb + 3 * AR_DEPTH)) break;
@@ -800,7 +850,7 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const
 #endif
   const int tiles = nfull * AR_NT + (groups - nfull) * (AR_NT - 1);
   const int nkb = K >> 6, nst = (nkb + AR_DEPTH - 1) / AR_DEPTH;
-  const int kb0 = nst * warp / AR_KSPLIT * AR_DEPTH;
+  const int kb0 = AR_ILV ? warp * AR_DEPTH : nst * warp / AR_KSPLIT * AR_DEPTH;
 
   Gemv gv;
   gv.wq = reinterpret_cast<const char*>(qrep + (tile * AR_KCHUNK * 32 + lane));
@@ -808,7 +858,7 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const
   gv.pq = reinterpret_cast<const char*>(params + (tile * 8 + g) * AR_PW);
   gv.pstride = (u32)tiles * 32 * AR_PW;
   gv.c = c;
-  gv.kb1 = min(nst * (warp + 1) / AR_KSPLIT * AR_DEPTH, nkb);
+  gv.kb1 = AR_ILV ? nkb : min(nst * (warp + 1) / AR_KSPLIT * AR_DEPTH, nkb);
   // Rows past M read row M - 1: an mma output row depends on its own x row only, and it is not stored.
 #if AR_XSMEM
   const u32 xbase = AR_XSMEM == 1 ? x_stage(x, M, K, ldx, 0, K >> 3) : x_stage(x, M, K, ldx, kb0 * 8, gv.kb1 * 8);

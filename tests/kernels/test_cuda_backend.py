@@ -297,3 +297,26 @@ def test_cuda_gemv_default_tiles_per_warp() -> None:
         for rows in (1, 4, 8):
             x = torch.randn(rows, inp, device="cuda", dtype=torch.bfloat16)
             assert rel_err(ours(x), ref(x)) < 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_launch_plans_follow_settings_moves_and_dtypes() -> None:
+    """The launch worked out once per shape is dropped when a setting changes or the layer moves (new buffer
+    addresses); fp32 activations take the dequantize path, since the GEMV reads fp16 / bf16 only."""
+    layer = random_int_layer(512, 1024, 4, 128, True, "gptq", dtype=torch.bfloat16, bias=True, seed=3)
+    ref, ours = build(layer, TorchIntLinear, "cuda"), build(layer, CudaIntLinear, "cuda")
+    x = torch.randn(2, 1024, device="cuda", dtype=torch.bfloat16)
+    want = ref(x)
+    assert rel_err(ours(x), want) < 1e-3
+    assert ours._plan(2, torch.bfloat16)[2] == 32 * ours._ksplit(ours._nt(2))
+    ours.gemv_ksplit = 4
+    assert ours._plan(2, torch.bfloat16)[2] == 128
+    assert rel_err(ours(x), want) < 1e-3
+    ours.cpu()
+    ours.cuda()
+    assert ours._plan(2, torch.bfloat16)[4] == ours.qweight.data_ptr()
+    assert rel_err(ours(x), want) < 1e-3
+    x32 = x.float()
+    assert ours._plan(2, torch.float32) is None
+    assert rel_err(ours(x32), ref(x32)) < 1e-5

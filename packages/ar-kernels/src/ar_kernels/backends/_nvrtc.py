@@ -14,6 +14,7 @@ import ctypes
 import functools
 import glob
 import os
+import struct
 import sys
 import threading
 from collections.abc import Sequence
@@ -110,10 +111,13 @@ class Kernel:
 
     def __init__(self, func: ctypes.c_void_p, argspec: str, device: int) -> None:
         self.func, self.device = func, device
-        self._vals = [ctypes.c_void_p() if t == "p" else ctypes.c_int() for t in argspec]
-        self._params = (ctypes.c_void_p * len(self._vals))(
-            *[ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in self._vals])
-        self._lock = threading.Lock()  # the parameter slots are reused: one launch at a time
+        # One 8-byte slot per argument, filled by a single struct.pack_into per launch (ctypes objects per
+        # slot cost ~2 us more per call); the parameter array points at the slots.
+        self._format = "=" + "".join("Q" if t == "p" else "i4x" for t in argspec)
+        self._slots = ctypes.create_string_buffer(8 * len(argspec))
+        base = ctypes.addressof(self._slots)
+        self._params = (ctypes.c_void_p * len(argspec))(*[base + 8 * i for i in range(len(argspec))])
+        self._lock = threading.Lock()  # the slots are reused: one launch at a time
         self._shared_allowed = 0
 
     def __call__(self, grid: int, block: int, args: Sequence[int], smem: int = 0) -> None:
@@ -123,10 +127,10 @@ class Kernel:
                 return self(grid, block, args, smem)
         stream = _raw_stream(self.device)
         with self._lock:
-            for slot, a in zip(self._vals, args):
-                slot.value = a
-            _check(_driver().cuLaunchKernel(self.func, grid, 1, 1, block, 1, 1, smem, stream, self._params, None),
-                   "cuLaunchKernel")
+            struct.pack_into(self._format, self._slots, 0, *args)
+            rc = _driver().cuLaunchKernel(self.func, grid, 1, 1, block, 1, 1, smem, stream, self._params, None)
+        if rc:
+            _check(rc, "cuLaunchKernel")
         return None
 
     def allow_shared(self, nbytes: int) -> None:

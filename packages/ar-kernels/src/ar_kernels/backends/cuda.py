@@ -26,6 +26,7 @@ from .convert import unpack_words
 
 _GEMV_ARGS = "ppppp" + "iiiiii"  # qrep params x bias out | M N K ldx ldo has_bias
 _DEQUANT_ARGS = "pppp" + "iii"  # qrep scales zeros w | N Np K
+_GEMV_DTYPES = (torch.float16, torch.bfloat16)  # other activations: dequantize + F.linear
 
 
 def _shape_check(desc: LayerDesc) -> str | None:
@@ -145,7 +146,8 @@ class CudaIntLinear(IntQuantLinear):
         self.scales = pad_columns(self.scales.to(torch.float16))
         self.zeros = pad_columns(self.zeros.to(torch.float16), value=8.0)
         self._params: dict[torch.dtype, Tensor] = {}
-        if d.dtype in (torch.float16, torch.bfloat16):
+        self._plans: dict[tuple, tuple] = {}  # (rows, dtype) -> _launch, () where the GEMV does not serve it
+        if d.dtype in _GEMV_DTYPES:
             self.gemv_params(d.dtype)
 
     def gemv_params(self, dtype: torch.dtype) -> Tensor:
@@ -200,29 +202,55 @@ class CudaIntLinear(IntQuantLinear):
                        _row_tiles(rows), ksplit, self._depth(nt), self.qweight.shape[2], nt, xsmem)
 
     def forward(self, x: Tensor) -> Tensor:
-        d = self.desc
-        shape = x.shape
-        x2 = x.reshape(-1, shape[-1])
+        n = self.desc.out_features
+        x2 = x.reshape(-1, x.shape[-1])
+        rows = x2.shape[0]
+        plan = self._plan(rows, x.dtype) if x2.is_cuda and 0 < rows <= self.gemv_max_rows else None
+        if plan is None:
+            if rows == 0:
+                return x.new_empty(*x.shape[:-1], n)
+            bias = None if self.bias is None else self.bias.to(x.dtype)
+            return F.linear(x2, self.dequantize(x.dtype), bias).reshape(*x.shape[:-1], n)
         if x2.stride(-1) != 1 or x2.stride(0) % 8 or x2.data_ptr() % 16:
             x2 = x2.contiguous()  # the kernel reads 16-byte chunks of x
-        rows = x2.shape[0]
-        if rows == 0:
-            return x.new_empty(*shape[:-1], d.out_features)
-        if rows > self.gemv_max_rows or not x2.is_cuda:
-            bias = None if self.bias is None else self.bias.to(x.dtype)
-            return F.linear(x2, self.dequantize(x.dtype), bias).reshape(*shape[:-1], d.out_features)
-        out = torch.empty((rows, d.out_features), dtype=x.dtype, device=x.device)
+        out = torch.empty((rows, n), dtype=x.dtype, device=x2.device)
         bias = self.bias if self.bias is None or self.bias.dtype == x.dtype else self.bias.to(x.dtype)
-        n, np_, nt = d.out_features, self.scales.shape[1], self._nt(rows)
+        kernel, grid, block, smem, qweight, params = plan
+        kernel(grid, block, (qweight, params, x2.data_ptr(), out.data_ptr() if bias is None else bias.data_ptr(),
+                             out.data_ptr(), rows, n, self.desc.in_features, x2.stride(0), n, int(bias is not None)),
+               smem)
+        return out.reshape(*x.shape[:-1], n)
+
+    def _plan(self, rows: int, dtype: torch.dtype) -> tuple | None:
+        """The GEMV launch for ``rows`` rows of ``dtype`` activations, worked out once per shape (it costs ~8 us of
+        Python per call otherwise); None where the GEMV does not serve that dtype. Any attribute set on the layer
+        (``post_init``, a ``gemv_*`` setting) or a move (``.to``) drops the plans."""
+        key = (rows, dtype)
+        plans = self.__dict__.get("_plans")  # made by post_init
+        plan = plans.get(key) if plans is not None else None
+        if plan is None:
+            if plans is None:
+                raise RuntimeError(f"{type(self).__name__}: call post_init() after the weights are loaded")
+            plan = plans[key] = self._launch(rows, dtype) if dtype in _GEMV_DTYPES else ()
+        return plan or None
+
+    def _launch(self, rows: int, dtype: torch.dtype) -> tuple:
+        """(kernel, grid, threads, shared bytes, weight and constants addresses) of the GEMV for ``rows`` rows."""
+        nt = self._nt(rows)
         ks = self._ksplit(nt)
         xsmem = self._xsmem(rows, ks, nt)
-        kernel = self._kernels(x.dtype, rows, ks, nt, xsmem > 0)["ar_w4_gemv"]
+        kernel = self._kernels(dtype, rows, ks, nt, xsmem > 0)["ar_w4_gemv"]
         kernel.allow_shared(xsmem)
-        kernel(np_ // 16 // nt, 32 * ks,
-               (self.qweight.data_ptr(), self.gemv_params(x.dtype).data_ptr(), x2.data_ptr(),
-                out.data_ptr() if bias is None else bias.data_ptr(), out.data_ptr(),
-                rows, n, d.in_features, x2.stride(0), n, int(bias is not None)), xsmem)
-        return out.reshape(*shape[:-1], n)
+        return (kernel, self.scales.shape[1] // 16 // nt, 32 * ks, xsmem, self.qweight.data_ptr(),
+                self.gemv_params(dtype).data_ptr())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        self.__dict__.get("_plans", {}).clear()
+        super().__setattr__(name, value)
+
+    def _apply(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]  # .to / .cuda / .half move the buffers
+        self.__dict__.get("_plans", {}).clear()
+        return super()._apply(fn, *args, **kwargs)
 
     def dequantize(self, dtype: torch.dtype | None = None) -> Tensor:
         """The weight (out, in) in ``dtype``: the torch backend's, bit for bit (a kernel for fp16 / bf16 on CUDA)."""
