@@ -77,7 +77,7 @@ class Variant:
         self.ksplit, self.nfull, self.xs, self.minb = ks, nfull, xs, minb
         groups = nfull + (tiles - nfull * self.nt) // max(self.nt - 1, 1)
         assert nfull * self.nt + (groups - nfull) * (self.nt - 1) == tiles, (tiles, cfg)
-        self.grid, self.threads = groups // (1 + pair), 32 * ks * (1 + pair)
+        self.grid, self.threads = groups // (1 + pair), 32 * (ks + pair * extra.get("AR_KS1", ks))
         if extra.get("AR_XBLK"):
             self.grid, self.threads = groups * ks, 32
         defines = {"AR_BF16": 1, "AR_SYM": int(layer.sym), "AR_GROUP": layer.desc.group, "AR_MT": 1,

@@ -62,7 +62,7 @@
 #endif
 #define AR_KSTEP (AR_ILV ? AR_KSPLIT * AR_DEPTH : AR_DEPTH)
 #ifndef AR_TRACE
-#define AR_TRACE 0     // benchmarks only: per warp, %globaltimer at start, loop end and end into `bias` (has_bias 0)
+#define AR_TRACE 0     // benchmarks only: per warp, %globaltimer at start, loop end and end into `bias` (has_bias 0); 2: and %smid
 #endif
 #ifndef AR_READONLY
 #define AR_READONLY 0  // benchmarks only: the same loads, no dequantization or mma (wrong results)
@@ -73,7 +73,10 @@
 #if AR_XBLK && !AR_READONLY
 #error "AR_XBLK has no cross-block reduction: timing experiments with AR_READONLY only"
 #endif
-#define AR_RED_WARPS (AR_XBLK ? 1 : AR_KSPLIT)
+#ifndef AR_KS1
+#define AR_KS1 AR_KSPLIT  // with AR_PAIR: warps of the short group (the full group has AR_KSPLIT)
+#endif
+#define AR_RED_WARPS (AR_XBLK ? 1 : AR_KS1 > AR_KSPLIT ? AR_KS1 : AR_KSPLIT)
 #ifndef AR_RING
 #define AR_RING 0      // > 1: the weights and constants go through a ring of AR_RING one-block steps in shared memory
 #endif
@@ -680,6 +683,47 @@ __device__ __forceinline__ void rb3_loop(Gemv& gv, float (&acc)[AR_NACC][NT][AR_
 }
 #endif
 
+#ifndef AR_DYN
+#define AR_DYN 0       // experiment: the block's warps take one-block steps from a shared counter (the first two: w, w + AR_KSPLIT)
+#endif
+#if AR_DYN
+#if AR_DEPTH != 1 || AR_KCHUNK != 1 || AR_XSMEM == 2 || AR_PAIR || AR_XBLK
+#error "AR_DYN: one-block steps on the kchunk-1 layout, x from global memory or staged by the block, no pairs"
+#endif
+__device__ __forceinline__ int dyn_grab(int* ctr) {
+  int v = 0;
+  if ((threadIdx.x & 31) == 0) v = atomicAdd(ctr, 1);
+  return __shfl_sync(0xffffffffu, v, 0);
+}
+
+template <int NT>
+__device__ __forceinline__ void dyn_loop(Gemv& gv, float (&acc)[AR_NACC][NT][AR_MT][4], int warp, int nkb) {
+  __shared__ int ctr;
+  if (threadIdx.x == 0) ctr = 2 * AR_KSPLIT;
+  __syncthreads();
+  Step<NT> a, b;
+  int kb = warp, nx = warp + AR_KSPLIT;
+  if (kb < nkb) gv.load<NT, true>(a, kb);
+#if AR_XSMEM
+  x_wait();
+#endif
+  int nn = nx < nkb ? dyn_grab(&ctr) : nkb;
+  while (kb < nkb) {
+    asm volatile("" : "+l"(gv.wq), "+l"(gv.pq));
+    if (nx < nkb) gv.load<NT, true>(b, nx);
+    gv.compute<NT, true>(acc, a, kb);
+    kb = nx, nx = nn;
+    nn = nx < nkb ? dyn_grab(&ctr) : nkb;
+    if (kb >= nkb) break;
+    asm volatile("" : "+l"(gv.wq), "+l"(gv.pq));
+    if (nx < nkb) gv.load<NT, true>(a, nx);
+    gv.compute<NT, true>(acc, b, kb);
+    kb = nx, nx = nn;
+    nn = nx < nkb ? dyn_grab(&ctr) : nkb;
+  }
+}
+#endif
+
 #ifndef AR_FIX
 #define AR_FIX 0       // experiment: every warp has exactly AR_FIX one-block steps, fully unrolled, loads AR_AHEAD steps ahead
 #endif
@@ -724,10 +768,10 @@ __device__ __forceinline__ void fix_loop(Gemv& gv, float (&acc)[AR_NACC][NT][AR_
 }
 #endif
 
-// Barrier of one group of AR_KSPLIT warps (the whole block unless AR_PAIR).
-__device__ __forceinline__ void group_sync(int group) {
+// Barrier of one group of ks warps (the whole block unless AR_PAIR).
+__device__ __forceinline__ void group_sync(int group, int ks) {
 #if AR_PAIR
-  asm volatile("bar.sync %0, %1;" :: "r"(1 + group), "n"(AR_KSPLIT * 32) : "memory");
+  asm volatile("bar.sync %0, %1;" :: "r"(1 + group), "r"(ks * 32) : "memory");
 #else
   __syncthreads();
 #endif
@@ -736,7 +780,7 @@ __device__ __forceinline__ void group_sync(int group) {
 // The GEMV of one block once its Gemv is set up: NT tiles from `tile` on, the K slices summed over the
 // block's warps in `red` (shared), stored as out's columns.
 template <int NT>
-__device__ __forceinline__ void gemv_block(Gemv& gv, int kb0, int tile, int warp, int group, float* red,
+__device__ __forceinline__ void gemv_block(Gemv& gv, int kb0, int tile, int warp, int group, int ks, float* red,
                                            const u16* __restrict__ bias, u16* __restrict__ out, int M, int N, int ldo,
                                            int has_bias) {
   const int lane = threadIdx.x & 31, tid = warp * 32 + lane;
@@ -766,6 +810,8 @@ __device__ __forceinline__ void gemv_block(Gemv& gv, int kb0, int tile, int warp
   if (kb0 < gv.kb1) rb3_loop<NT>(gv, acc, kb0);
 #elif AR_FIX
   fix_loop<NT>(gv, acc, kb0);
+#elif AR_DYN
+  dyn_loop<NT>(gv, acc, warp, gv.kb1);
 #else
   Step<NT> a, b;
   if (kb0 < gv.kb1) gv.load_any<NT>(a, kb0);
@@ -800,12 +846,13 @@ __device__ __forceinline__ void gemv_block(Gemv& gv, int kb0, int tile, int warp
 #else
             acc[0][t][mt][j];
 #endif
-  group_sync(group);
-  for (int v = AR_XBLK ? lane : tid; v < R * 32; v += AR_RED_WARPS * 32) {
+  group_sync(group, ks);
+  for (int v = AR_XBLK ? lane : tid; v < R * 32; v += (AR_XBLK ? 1 : ks) * 32) {
     const int l = v & 31, r = v >> 5, t = r / (AR_MT * 4), mt = (r >> 2) % AR_MT, j = r & 3;
     float s = 0.f;
 #pragma unroll
-    for (int w = 0; w < AR_RED_WARPS; ++w) s += red[(w * R + r) * 32 + l];
+    for (int w = 0; w < AR_RED_WARPS; ++w)
+      if (w < (AR_XBLK ? 1 : ks)) s += red[(w * R + r) * 32 + l];
     const int n = (tile + t) * 16 + (l >> 2) + 8 * (j >> 1);
     const int m = 8 * mt + 2 * (l & 3) + (j & 1);
     if (m < M && n < N) {
@@ -816,8 +863,13 @@ __device__ __forceinline__ void gemv_block(Gemv& gv, int kb0, int tile, int warp
 #if AR_TRACE
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(trace[2]));
   if (lane == 0) {
-    u64* tr = reinterpret_cast<u64*>(const_cast<u16*>(bias)) + ((u64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * 3;
+    u64* tr = reinterpret_cast<u64*>(const_cast<u16*>(bias)) + ((u64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * (AR_TRACE + 2);
     tr[0] = trace[0], tr[1] = trace[1], tr[2] = trace[2];
+#if AR_TRACE == 2  // and the SM
+    u32 sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    tr[3] = sm;
+#endif
   }
 #endif
 }
@@ -826,17 +878,17 @@ __device__ __forceinline__ void gemv_block(Gemv& gv, int kb0, int tile, int warp
 // first `nfull` of AR_NT 16-column tiles, the others of AR_NT - 1 (so that each SM gets about the same
 // number of tiles where tiles / AR_NT blocks would not spread evenly); warp w takes steps
 // [S w / AR_KSPLIT, S (w + 1) / AR_KSPLIT) of the S = ceil(K / 64 / AR_DEPTH).
-extern "C" __global__ void __launch_bounds__(AR_XBLK ? 32 : AR_KSPLIT * 32 * (1 + AR_PAIR), AR_MINB)
+extern "C" __global__ void __launch_bounds__(AR_XBLK ? 32 : (AR_KSPLIT + AR_PAIR * AR_KS1) * 32, AR_MINB)
 ar_w4_gemv(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const u16* __restrict__ x,
            const u16* __restrict__ bias, u16* __restrict__ out, int M, int N, int K, int ldx, int ldo,
            int has_bias, int nfull) {
   // A group is AR_KSPLIT warps sharing tiles (two per block where AR_PAIR, so that a full and a short
   // group always share an SM); groups are numbered b.
 #if AR_XBLK
-  const int group = 0, warp = blockIdx.x % AR_KSPLIT, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  const int group = 0, ks = AR_KSPLIT, warp = blockIdx.x % AR_KSPLIT, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   const int b = blockIdx.x / AR_KSPLIT, groups = gridDim.x / AR_KSPLIT;
 #else
-  const int group = AR_PAIR ? (threadIdx.x >> 5) / AR_KSPLIT : 0;
+  const int group = AR_PAIR && (threadIdx.x >> 5) >= AR_KSPLIT ? 1 : 0, ks = group ? AR_KS1 : AR_KSPLIT;
   const int warp = (threadIdx.x >> 5) - group * AR_KSPLIT, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   const int b = blockIdx.x * (1 + AR_PAIR) + group, groups = gridDim.x * (1 + AR_PAIR);
 #endif
@@ -850,7 +902,7 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const
 #endif
   const int tiles = nfull * AR_NT + (groups - nfull) * (AR_NT - 1);
   const int nkb = K >> 6, nst = (nkb + AR_DEPTH - 1) / AR_DEPTH;
-  const int kb0 = AR_ILV ? warp * AR_DEPTH : nst * warp / AR_KSPLIT * AR_DEPTH;
+  const int kb0 = AR_ILV ? warp * AR_DEPTH : nst * warp / ks * AR_DEPTH;
 
   Gemv gv;
   gv.wq = reinterpret_cast<const char*>(qrep + (tile * AR_KCHUNK * 32 + lane));
@@ -858,7 +910,7 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const
   gv.pq = reinterpret_cast<const char*>(params + (tile * 8 + g) * AR_PW);
   gv.pstride = (u32)tiles * 32 * AR_PW;
   gv.c = c;
-  gv.kb1 = AR_ILV ? nkb : min(nst * (warp + 1) / AR_KSPLIT * AR_DEPTH, nkb);
+  gv.kb1 = AR_ILV || AR_DYN ? nkb : min(nst * (warp + 1) / ks * AR_DEPTH, nkb);
   // Rows past M read row M - 1: an mma output row depends on its own x row only, and it is not stored.
 #if AR_XSMEM
   const u32 xbase = AR_XSMEM == 1 ? x_stage(x, M, K, ldx, 0, K >> 3) : x_stage(x, M, K, ldx, kb0 * 8, gv.kb1 * 8);
@@ -874,11 +926,11 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const
   __shared__ float red[RED * (1 + AR_PAIR)];
 #if AR_NT > 1
   if (!full) {
-    gemv_block<AR_NT - 1>(gv, kb0, tile, warp, group, red + group * RED, bias, out, M, N, ldo, has_bias);
+    gemv_block<AR_NT - 1>(gv, kb0, tile, warp, group, ks, red + group * RED, bias, out, M, N, ldo, has_bias);
     return;
   }
 #endif
-  gemv_block<AR_NT>(gv, kb0, tile, warp, group, red + group * RED, bias, out, M, N, ldo, has_bias);
+  gemv_block<AR_NT>(gv, kb0, tile, warp, group, ks, red + group * RED, bias, out, M, N, ldo, has_bias);
 }
 
 // ---- dequantization (large batches: the weight once, then cuBLAS) -------------------------------
