@@ -123,6 +123,23 @@ def test_cuda_layer_repacks_exactly(group: int, sym: bool, packing: str, dtype: 
     assert torch.equal(ours(x), ref(x))
 
 
+
+def test_cuda_layer_copies_and_pickles_without_its_launch_plans() -> None:
+    """A layer that has launched (its plans hold ctypes handles, which cannot be copied) still deep-copies and
+    pickles, the copy with no plans and the same product; a set attribute drops the plans."""
+    import copy
+    import ctypes
+    import pickle
+    layer = random_int_layer(40, 192, 4, 128, True, "gptq", dtype=torch.bfloat16, seed=5)
+    ours = build(layer, CudaIntLinear)
+    ours._plans[(1, torch.bfloat16)] = (ctypes.c_void_p(1),)  # what a GPU launch leaves there
+    x = torch.randn(3, 192).to(torch.bfloat16)
+    for twin in (copy.deepcopy(ours), pickle.loads(pickle.dumps(ours))):
+        assert twin._plans == {} and torch.equal(twin(x), ours(x))
+    assert ours._plans
+    ours.gemv_ksplit = 8
+    assert ours._plans == {}
+
 def test_tinygemm_cpu_twin_repacks_and_folds_zeros() -> None:
     """tinygemm's offset = (8 - zero) * scale; its bf16 scales keep it ~2e-3 from the torch backend."""
     layer = random_int_layer(64, 256, 4, 64, False, "auto_round", dtype=torch.bfloat16, seed=3)

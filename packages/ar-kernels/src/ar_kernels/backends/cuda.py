@@ -252,6 +252,13 @@ class CudaIntLinear(IntQuantLinear):
         self.__dict__.get("_plans", {}).clear()
         return super()._apply(fn, *args, **kwargs)
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the plans out (they hold ctypes launch handles)."""
+        state = self.__dict__.copy()
+        if "_plans" in state:
+            state["_plans"] = {}
+        return state
+
     def dequantize(self, dtype: torch.dtype | None = None) -> Tensor:
         """The weight (out, in) in ``dtype``: the torch backend's, bit for bit (a kernel for fp16 / bf16 on CUDA)."""
         d = self.desc
