@@ -180,6 +180,10 @@ def test_cuda_kernel_in_a_graph_and_strided_input() -> None:
     ref, ours = build(layer, TorchIntLinear, "cuda"), build(layer, CudaIntLinear, "cuda")
     x = torch.randn(2, 8192, device="cuda", dtype=torch.bfloat16)[:, ::2]  # strided: copied
     assert rel_err(ours(x), ref(x)) < 1e-3
+    x = torch.randn(4097, device="cuda", dtype=torch.bfloat16)[1:].view(1, 1, 4096)  # 2 bytes off 16: copied
+    assert rel_err(ours(x), ref(x)) < 1e-3 and ours(x).shape == (1, 1, 4096)
+    with pytest.raises(ValueError, match="4000 features, the layer takes 4096"):
+        ours(x[..., :4000])
     x1 = torch.randn(1, 4096, device="cuda", dtype=torch.bfloat16)
     ours(x1)
     graph = torch.cuda.CUDAGraph()

@@ -202,24 +202,24 @@ class CudaIntLinear(IntQuantLinear):
                        _row_tiles(rows), ksplit, self._depth(nt), self.qweight.shape[2], nt, xsmem)
 
     def forward(self, x: Tensor) -> Tensor:
-        n = self.desc.out_features
-        x2 = x.reshape(-1, x.shape[-1])
-        rows = x2.shape[0]
-        plan = self._plan(rows, x.dtype) if x2.is_cuda and 0 < rows <= self.gemv_max_rows else None
-        if plan is None:
+        n, k = self.out_features, self.in_features
+        if x.shape[-1] != k:
+            raise ValueError(f"{type(self).__name__}: the input has {x.shape[-1]} features, the layer takes {k}")
+        rows = x.numel() // k
+        plan = self._plan(rows, x.dtype) if x.is_cuda and 0 < rows <= self.gemv_max_rows else None
+        if plan is None:  # no rows, more than the GEMV serves, off CUDA or another dtype: dequantize + F.linear
             if rows == 0:
-                return x.new_empty(*x.shape[:-1], n)
+                return x.new_empty(x.shape[:-1] + (n,))
             bias = None if self.bias is None else self.bias.to(x.dtype)
-            return F.linear(x2, self.dequantize(x.dtype), bias).reshape(*x.shape[:-1], n)
-        if x2.stride(-1) != 1 or x2.stride(0) % 8 or x2.data_ptr() % 16:
-            x2 = x2.contiguous()  # the kernel reads 16-byte chunks of x
-        out = torch.empty((rows, n), dtype=x.dtype, device=x2.device)
+            return F.linear(x, self.dequantize(x.dtype), bias)
+        if not x.is_contiguous() or x.data_ptr() % 16:
+            x = x.clone(memory_format=torch.contiguous_format)  # the kernel reads rows of x in 16-byte chunks
+        out = x.new_empty(x.shape[:-1] + (n,))
         bias = self.bias if self.bias is None or self.bias.dtype == x.dtype else self.bias.to(x.dtype)
         kernel, grid, block, smem, qweight, params = plan
-        kernel(grid, block, (qweight, params, x2.data_ptr(), out.data_ptr() if bias is None else bias.data_ptr(),
-                             out.data_ptr(), rows, n, self.desc.in_features, x2.stride(0), n, int(bias is not None)),
-               smem)
-        return out.reshape(*x.shape[:-1], n)
+        kernel(grid, block, (qweight, params, x.data_ptr(), out.data_ptr() if bias is None else bias.data_ptr(),
+                             out.data_ptr(), rows, n, k, k, n, int(bias is not None)), smem)
+        return out
 
     def _plan(self, rows: int, dtype: torch.dtype) -> tuple | None:
         """The GEMV launch for ``rows`` rows of ``dtype`` activations, worked out once per shape (it costs ~8 us of
