@@ -18,7 +18,7 @@ from ar_kernels.backends._mma_layout import (
     split_scale_bf16,
     unpack_w4_mma,
 )
-from ar_kernels.backends.cuda import xsmem_bytes
+from ar_kernels.backends.cuda import cuda_int4_dequant, cuda_int4_gemv, xsmem_bytes
 
 from ._layers import build, random_int_layer, rel_err
 
@@ -139,6 +139,40 @@ def test_cuda_layer_copies_and_pickles_without_its_launch_plans() -> None:
     assert ours._plans
     ours.gemv_ksplit = 8
     assert ours._plans == {}
+
+
+def _compiled_graphs(module: torch.nn.Module, x: torch.Tensor, backend: str = "aot_eager") -> tuple:
+    """``module(x)`` under ``torch.compile(fullgraph=True)`` and the FX graphs dynamo handed the backend."""
+    from torch._dynamo.backends.registry import lookup_backend
+    graphs = []
+
+    def record(gm, inputs):  # type: ignore[no-untyped-def]
+        graphs.append(gm)
+        return lookup_backend(backend)(gm, inputs)
+    torch._dynamo.reset()
+    return torch.compile(module, fullgraph=True, backend=record)(x), graphs
+
+
+def _ops_in(graphs: list) -> set:
+    return {str(n.target) for g in graphs for n in g.graph.nodes if n.op == "call_function"}
+
+
+def test_cuda_layer_compiles_to_one_graph_with_its_operators() -> None:
+    """Under torch.compile the layer is one graph (no break at a Python launch) holding the GEMV operator for a few
+    rows and the dequantization operator above, with the eager product bit for bit; both operators pass
+    torch.library.opcheck (schema, fake tensors, autograd registration, AOT dispatch)."""
+    layer = random_int_layer(40, 192, 4, 64, False, "auto_round", dtype=torch.bfloat16, bias=True, seed=3)
+    ours = build(layer, CudaIntLinear)
+    for rows, op in ((3, "ar_kernels.cuda_int4_gemv.default"), (40, "ar_kernels.cuda_int4_dequant.default")):
+        x = torch.randn(1, rows, 192).to(torch.bfloat16)
+        out, graphs = _compiled_graphs(ours, x)
+        assert torch.equal(out, ours(x)) and len(graphs) == 1 and op in _ops_in(graphs), rows
+    x = torch.randn(2, 3, 192).to(torch.bfloat16)
+    p = ours.gemv_params(torch.bfloat16)
+    for op, args in ((cuda_int4_gemv, (x, ours.qweight, p, ours.scales, ours.zeros, ours.bias, 40, 64, False, 1, 4, 2,
+                                       False)),
+                     (cuda_int4_dequant, (ours.qweight, ours.scales, ours.zeros, 192, 40, 64, False, torch.float16))):
+        assert set(torch.library.opcheck(op, args).values()) == {"SUCCESS"}
 
 def test_tinygemm_cpu_twin_repacks_and_folds_zeros() -> None:
     """tinygemm's offset = (8 - zero) * scale; its bf16 scales keep it ~2e-3 from the torch backend."""
@@ -341,3 +375,21 @@ def test_cuda_launch_plans_follow_settings_moves_and_dtypes() -> None:
     x32 = x.float()
     assert ours._plan(2, torch.float32) is None
     assert rel_err(ours(x32), ref(x32)) < 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("backend", ["aot_eager", "cudagraphs"])
+def test_cuda_layer_under_torch_compile(backend: str) -> None:
+    """Compiled whole (and replayed from CUDA graphs by the ``cudagraphs`` backend), the layer gives the torch
+    backend's product at decode and prefill row counts."""
+    layer = random_int_layer(1024, 4096, 4, 128, True, "gptq", dtype=torch.bfloat16, bias=True, seed=9)
+    ref, ours = build(layer, TorchIntLinear, "cuda"), build(layer, CudaIntLinear, "cuda")
+    for rows, op in ((1, "cuda_int4_gemv"), (5, "cuda_int4_gemv"), (64, "cuda_int4_dequant")):
+        x = torch.randn(rows, 4096, device="cuda", dtype=torch.bfloat16)
+        out, graphs = _compiled_graphs(ours, x, backend)
+        assert len(graphs) == 1 and f"ar_kernels.{op}.default" in _ops_in(graphs)
+        assert rel_err(out, ref(x)) < 1e-3, (backend, rows)
+        x2 = torch.randn_like(x)  # a second call: the graph (or its CUDA graph) replayed on new data
+        out2 = torch.compile(ours, fullgraph=True, backend=backend)(x2)
+        assert rel_err(out2, ref(x2)) < 1e-3, (backend, rows)

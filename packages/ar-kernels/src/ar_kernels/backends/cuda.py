@@ -10,11 +10,16 @@ Larger batches dequantize the weight once (same bits) and call cuBLAS.
 
 The kernels are compiled on first use by the NVRTC library that PyTorch's CUDA wheels ship: no
 compiler, toolkit or extra package. ``import ar_kernels`` imports none of this.
+
+Eager calls launch through a plan cached per (rows, dtype); under ``torch.compile`` the layer calls the same kernels
+as PyTorch operators (``ar_kernels::cuda_int4_gemv``, ``ar_kernels::cuda_int4_dequant``), so a compiled model keeps
+one graph and CUDA graphs capture it.
 """
 from __future__ import annotations
 
 import functools
 import importlib.resources
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -23,6 +28,9 @@ from torch.nn import functional as F
 from ..registry import BackendSpec, LayerDesc, register_backend
 from .base import IntQuantLinear, no_act_order
 from .convert import unpack_words
+
+if TYPE_CHECKING:
+    from ._nvrtc import Kernel
 
 _GEMV_ARGS = "ppppp" + "iiiiii"  # qrep params x bias out | M N K ldx ldo has_bias
 _DEQUANT_ARGS = "pppp" + "iii"  # qrep scales zeros w | N Np K
@@ -109,6 +117,84 @@ def min_blocks(mt: int, ksplit: int, group: int, depth: int, nt: int = 1) -> int
     return max(1, warps // ksplit)
 
 
+def _stage_bytes(rows: int, k: int, ksplit: int, nt: int, group: int, depth: int, device: int) -> int:
+    """Shared memory for staging x in the GEMV of this plan on ``device`` (0 where it does not fit)."""
+    return xsmem_bytes(rows, k, ksplit, nt, min_blocks(_row_tiles(rows), ksplit, group, depth, nt), shared_limits(device))
+
+
+def _resolve(rows: int, dtype: torch.dtype, qweight: Tensor, group: int, sym: bool, nt: int, ksplit: int, depth: int,
+             stage: bool) -> tuple:
+    """(kernel, grid, threads, shared bytes) of the GEMV of ``rows`` rows on ``qweight``'s device (compiled once)."""
+    device, kchunk = qweight.device.index or 0, qweight.shape[2]
+    smem = _stage_bytes(rows, qweight.shape[0] * kchunk * 64, ksplit, nt, group, depth, device) if stage else 0
+    kernel = kernels(device, dtype == torch.bfloat16, sym, group, _row_tiles(rows), ksplit, depth, kchunk, nt,
+                     smem > 0)["ar_w4_gemv"]
+    kernel.allow_shared(smem)
+    return kernel, qweight.shape[1] // nt, 32 * ksplit, smem
+
+
+def _run_gemv(x: Tensor, kernel: Kernel, grid: int, threads: int, smem: int, qweight: int, params: int,
+              bias: Tensor | None, n: int) -> Tensor:
+    """Launch the GEMV on ``x`` (..., K) with the weight and constants at ``qweight`` / ``params``: (..., n)."""
+    k = x.shape[-1]
+    if not x.is_contiguous() or x.data_ptr() % 16:
+        x = x.clone(memory_format=torch.contiguous_format)  # the kernel reads rows of x in 16-byte chunks
+    out = x.new_empty(x.shape[:-1] + (n,))
+    kernel(grid, threads, (qweight, params, x.data_ptr(), out.data_ptr() if bias is None else bias.data_ptr(),
+                           out.data_ptr(), x.numel() // k, n, k, k, n, int(bias is not None)), smem)
+    return out
+
+
+def _dequantize_ref(qweight: Tensor, scales: Tensor, zeros: Tensor, k: int, n: int, group: int,
+                    dtype: torch.dtype) -> Tensor:
+    """The reference dequantization from the repacked words: ``(q - zero) * scale`` in fp32, cast once; (n, k)."""
+    from ._mma_layout import unpack_w4_mma
+    q = unpack_w4_mma(qweight, k, n).float()  # (in, out)
+    gi = torch.arange(k, device=q.device) // group
+    w = (q - zeros[gi, :n].float()) * scales[gi, :n].float()
+    return w.to(dtype).t().contiguous()
+
+
+@torch.library.custom_op("ar_kernels::cuda_int4_gemv", mutates_args=())
+def cuda_int4_gemv(x: Tensor, qweight: Tensor, params: Tensor, scales: Tensor, zeros: Tensor, bias: Tensor | None,
+                   out_features: int, group: int, sym: bool, nt: int, ksplit: int, depth: int, stage: bool) -> Tensor:
+    """``x @ W.T (+ bias)`` for a ``cuda:int`` layer's buffers by its decode GEMV, as one PyTorch operator: under
+    ``torch.compile`` the layer calls this, so the graph keeps the GEMV whole (no break at a Python launch) and
+    CUDA graphs capture it. Off CUDA: the torch backend's product from the same buffers."""
+    k = x.shape[-1]
+    if not x.is_cuda:
+        return F.linear(x, _dequantize_ref(qweight, scales, zeros, k, out_features, group, x.dtype), bias)
+    kernel, grid, threads, smem = _resolve(x.numel() // k, x.dtype, qweight, group, sym, nt, ksplit, depth, stage)
+    return _run_gemv(x, kernel, grid, threads, smem, qweight.data_ptr(), params.data_ptr(), bias, out_features)
+
+
+@cuda_int4_gemv.register_fake
+def _(x: Tensor, qweight: Tensor, params: Tensor, scales: Tensor, zeros: Tensor, bias: Tensor | None,
+      out_features: int, group: int, sym: bool, nt: int, ksplit: int, depth: int, stage: bool) -> Tensor:
+    return x.new_empty(x.shape[:-1] + (out_features,))
+
+
+@torch.library.custom_op("ar_kernels::cuda_int4_dequant", mutates_args=())
+def cuda_int4_dequant(qweight: Tensor, scales: Tensor, zeros: Tensor, in_features: int, out_features: int, group: int,
+                      sym: bool, dtype: torch.dtype) -> Tensor:
+    """A ``cuda:int`` layer's weight (out, in) in ``dtype``, the torch backend's bit for bit, as one PyTorch operator
+    (the layer calls it under ``torch.compile`` above the GEMV's rows). Off CUDA or in other dtypes: the reference."""
+    if not qweight.is_cuda or dtype not in _GEMV_DTYPES:
+        return _dequantize_ref(qweight, scales, zeros, in_features, out_features, group, dtype)
+    w = torch.empty((out_features, in_features), dtype=dtype, device=qweight.device)
+    kchunk = qweight.shape[2]  # any variant of the module holds the dequantization kernel: one of depth >= kchunk
+    kernels(qweight.device.index or 0, dtype == torch.bfloat16, sym, group, 1, 4, max(2, kchunk), kchunk, 1)[
+        "ar_w4_dequant"](qweight.shape[1], 256, (qweight.data_ptr(), scales.data_ptr(), zeros.data_ptr(), w.data_ptr(),
+                                                 out_features, scales.shape[1], in_features))
+    return w
+
+
+@cuda_int4_dequant.register_fake
+def _(qweight: Tensor, scales: Tensor, zeros: Tensor, in_features: int, out_features: int, group: int, sym: bool,
+      dtype: torch.dtype) -> Tensor:
+    return qweight.new_empty((out_features, in_features), dtype=dtype)
+
+
 @register_backend(BackendSpec(
     name="cuda:int", devices=("cuda",), bits=(4,), packings=("gptq", "auto_round", "awq"),
     dtypes=(torch.float16, torch.bfloat16), priority=60,
@@ -187,12 +273,19 @@ class CudaIntLinear(IntQuantLinear):
         8192, or ``gemv_xsmem`` set), if the device fits them (:func:`xsmem_bytes`). H100, 1 row, 14336 -> 4096:
         16.4 vs 16.5 us at 32 warps per block, 17.2 vs 18.2 at 16; 4096 -> 14336: 16.9 vs 16.4
         (benchmarks/kernel_bench_notes.md, pass 8)."""
-        want = self.gemv_xsmem if self.gemv_xsmem is not None else self.desc.in_features >= 8192
-        if not want:
+        if not self._wants_xsmem():
             return 0
-        return xsmem_bytes(rows, self.desc.in_features, ksplit, nt,
-                           min_blocks(_row_tiles(rows), ksplit, self.desc.group, self._depth(nt), nt),
-                           shared_limits(self.qweight.device.index or 0))
+        return _stage_bytes(rows, self.desc.in_features, ksplit, nt, self.desc.group, self._depth(nt),
+                            self.qweight.device.index or 0)
+
+    def _wants_xsmem(self) -> bool:
+        return self.gemv_xsmem if self.gemv_xsmem is not None else self.desc.in_features >= 8192
+
+    def _config(self, rows: int) -> tuple[int, int, int, bool]:
+        """(tiles per warp, warps per block, 64-k blocks per step, stage x) of the GEMV for ``rows`` rows: plain
+        Python on the layer's settings and shapes, which torch.compile traces."""
+        nt = self._nt(rows)
+        return nt, self._ksplit(nt), self._depth(nt), self._wants_xsmem()
 
     def _depth(self, nt: int) -> int:
         return 1 if nt > 1 else max(self.gemv_depth, self.qweight.shape[2])
@@ -206,20 +299,21 @@ class CudaIntLinear(IntQuantLinear):
         if x.shape[-1] != k:
             raise ValueError(f"{type(self).__name__}: the input has {x.shape[-1]} features, the layer takes {k}")
         rows = x.numel() // k
-        plan = self._plan(rows, x.dtype) if x.is_cuda and 0 < rows <= self.gemv_max_rows else None
+        if torch.compiler.is_compiling():  # the kernels as operators: the compiled graph keeps them whole
+            if 0 < rows <= self.gemv_max_rows and x.dtype in _GEMV_DTYPES:
+                bias = None if self.bias is None else self.bias.to(x.dtype)
+                return cuda_int4_gemv(x, self.qweight, self.gemv_params(x.dtype), self.scales, self.zeros, bias, n,
+                                      self.desc.group, self.sym, *self._config(rows))
+            plan = None  # dequantize (an operator too) + F.linear
+        else:
+            plan = self._plan(rows, x.dtype) if x.is_cuda and 0 < rows <= self.gemv_max_rows else None
         if plan is None:  # no rows, more than the GEMV serves, off CUDA or another dtype: dequantize + F.linear
             if rows == 0:
                 return x.new_empty(x.shape[:-1] + (n,))
             bias = None if self.bias is None else self.bias.to(x.dtype)
             return F.linear(x, self.dequantize(x.dtype), bias)
-        if not x.is_contiguous() or x.data_ptr() % 16:
-            x = x.clone(memory_format=torch.contiguous_format)  # the kernel reads rows of x in 16-byte chunks
-        out = x.new_empty(x.shape[:-1] + (n,))
         bias = self.bias if self.bias is None or self.bias.dtype == x.dtype else self.bias.to(x.dtype)
-        kernel, grid, block, smem, qweight, params = plan
-        kernel(grid, block, (qweight, params, x.data_ptr(), out.data_ptr() if bias is None else bias.data_ptr(),
-                             out.data_ptr(), rows, n, k, k, n, int(bias is not None)), smem)
-        return out
+        return _run_gemv(x, *plan, bias, n)
 
     def _plan(self, rows: int, dtype: torch.dtype) -> tuple | None:
         """The GEMV launch for ``rows`` rows of ``dtype`` activations, worked out once per shape (it costs ~8 us of
@@ -236,13 +330,8 @@ class CudaIntLinear(IntQuantLinear):
 
     def _launch(self, rows: int, dtype: torch.dtype) -> tuple:
         """(kernel, grid, threads, shared bytes, weight and constants addresses) of the GEMV for ``rows`` rows."""
-        nt = self._nt(rows)
-        ks = self._ksplit(nt)
-        xsmem = self._xsmem(rows, ks, nt)
-        kernel = self._kernels(dtype, rows, ks, nt, xsmem > 0)["ar_w4_gemv"]
-        kernel.allow_shared(xsmem)
-        return (kernel, self.scales.shape[1] // 16 // nt, 32 * ks, xsmem, self.qweight.data_ptr(),
-                self.gemv_params(dtype).data_ptr())
+        return (*_resolve(rows, dtype, self.qweight, self.desc.group, self.sym, *self._config(rows)),
+                self.qweight.data_ptr(), self.gemv_params(dtype).data_ptr())
 
     def __setattr__(self, name: str, value: object) -> None:
         self.__dict__.get("_plans", {}).clear()
@@ -262,27 +351,13 @@ class CudaIntLinear(IntQuantLinear):
     def dequantize(self, dtype: torch.dtype | None = None) -> Tensor:
         """The weight (out, in) in ``dtype``: the torch backend's, bit for bit (a kernel for fp16 / bf16 on CUDA)."""
         d = self.desc
-        dtype = dtype or d.dtype
         if not self.packed:
             raise RuntimeError(f"{type(self).__name__}: call post_init() after the weights are loaded")
-        if not self.qweight.is_cuda or dtype not in (torch.float16, torch.bfloat16):
-            return self._dequantize_torch(dtype)
-        w = torch.empty((d.out_features, d.in_features), dtype=dtype, device=self.qweight.device)
-        np_ = self.scales.shape[1]
-        self._kernels(dtype, 1, self._ksplit())["ar_w4_dequant"](
-            np_ // 16, 256, (self.qweight.data_ptr(), self.scales.data_ptr(), self.zeros.data_ptr(), w.data_ptr(),
-                             d.out_features, np_, d.in_features))
-        return w
+        return cuda_int4_dequant(self.qweight, self.scales, self.zeros, d.in_features, d.out_features, d.group,
+                                 self.sym, dtype or d.dtype)
 
     def _dequantize_torch(self, dtype: torch.dtype) -> Tensor:
-        """The reference dequantization from the repacked words: ``(q - zero) * scale`` in fp32, cast once."""
-        from ._mma_layout import unpack_w4_mma
         d = self.desc
-        q = unpack_w4_mma(self.qweight, d.in_features, d.out_features).float()  # (in, out)
-        gi = torch.arange(d.in_features, device=q.device) // d.group
-        n = d.out_features
-        w = (q - self.zeros[gi, :n].float()) * self.scales[gi, :n].float()
-        return w.to(dtype).t().contiguous()
+        return _dequantize_ref(self.qweight, self.scales, self.zeros, d.in_features, d.out_features, d.group, dtype)
 
-
-__all__ = ["CudaIntLinear", "kernels"]
+__all__ = ["CudaIntLinear", "cuda_int4_dequant", "cuda_int4_gemv", "kernels"]
