@@ -5,8 +5,9 @@
 Each layer is the seven projections of a Llama-3-8B decoder layer at one token (q, k, v, o: 4096 -> 4096 / 1024 /
 1024 / 4096; gate, up: 4096 -> 14336; down: 14336 -> 4096) joined by the residual adds and the SiLU-gated product
 (attention itself is left out: it is the same for both). Reported per token: eager (as ``model.generate`` runs by
-default, so the CPU's launch cost counts: wall time of 50 steps back to back, then a sync) and one CUDA graph of the
-whole stack (as servers run decode). Random 4-bit codes, group 128, bf16 activations.
+default, so the CPU's launch cost counts: wall time of 50 steps back to back, then a sync), one CUDA graph of the
+whole stack (as servers run decode) and, with ``--compile-backend``, the step under ``torch.compile(fullgraph=True)``
+with that backend (e.g. ``cudagraphs``), timed as eager is. Random 4-bit codes, group 128, bf16 activations.
 """
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--compile-backend", default=None)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     x = torch.randn(1, 1, 4096, device="cuda", dtype=torch.bfloat16) * 0.1
@@ -71,8 +73,13 @@ def main() -> None:
             # the stack's weights (0.9-3.5 GB) dwarf the L2: no flush needed between graph replays
             r = {"eager": statistics.median(eager_us(fn) for _ in range(a.rounds)),
                  "graph": Timer(50, 3, hot=True)(graphed(fn))}
+            if a.compile_backend:
+                compiled = torch.compile(fn, fullgraph=True, backend=a.compile_backend)
+                eager_us(compiled, 5)  # compiles, warms up (and records the CUDA graphs)
+                r["compiled"] = statistics.median(eager_us(compiled) for _ in range(a.rounds))
             res["per_token_us"][name] = r
-            print(f"{name:<16} {a.layers} layers, per token: eager {r['eager']:8.1f} us  graph {r['graph']:8.1f} us",
+            comp = f"  compiled ({a.compile_backend}) {r['compiled']:8.1f} us" if a.compile_backend else ""
+            print(f"{name:<16} {a.layers} layers, per token: eager {r['eager']:8.1f} us  graph {r['graph']:8.1f} us{comp}",
                   flush=True)
             del layers
             torch.cuda.empty_cache()
