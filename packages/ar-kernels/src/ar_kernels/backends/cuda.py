@@ -155,7 +155,10 @@ def _dequantize_ref(qweight: Tensor, scales: Tensor, zeros: Tensor, k: int, n: i
     return w.to(dtype).t().contiguous()
 
 
-@torch.library.custom_op("ar_kernels::cuda_int4_gemv", mutates_args=())
+# Explicit schemas: torch 2.4 (our floor) infers none from this module's postponed (string) annotations.
+@torch.library.custom_op("ar_kernels::cuda_int4_gemv", mutates_args=(), schema=(
+    "(Tensor x, Tensor qweight, Tensor params, Tensor scales, Tensor zeros, Tensor? bias, int out_features, int group, "
+    "bool sym, int nt, int ksplit, int depth, bool stage) -> Tensor"))
 def cuda_int4_gemv(x: Tensor, qweight: Tensor, params: Tensor, scales: Tensor, zeros: Tensor, bias: Tensor | None,
                    out_features: int, group: int, sym: bool, nt: int, ksplit: int, depth: int, stage: bool) -> Tensor:
     """``x @ W.T (+ bias)`` for a ``cuda:int`` layer's buffers by its decode GEMV, as one PyTorch operator: under
@@ -174,7 +177,9 @@ def _(x: Tensor, qweight: Tensor, params: Tensor, scales: Tensor, zeros: Tensor,
     return x.new_empty(x.shape[:-1] + (out_features,))
 
 
-@torch.library.custom_op("ar_kernels::cuda_int4_dequant", mutates_args=())
+@torch.library.custom_op("ar_kernels::cuda_int4_dequant", mutates_args=(), schema=(
+    "(Tensor qweight, Tensor scales, Tensor zeros, int in_features, int out_features, int group, bool sym, "
+    "ScalarType dtype) -> Tensor"))
 def cuda_int4_dequant(qweight: Tensor, scales: Tensor, zeros: Tensor, in_features: int, out_features: int, group: int,
                       sym: bool, dtype: torch.dtype) -> Tensor:
     """A ``cuda:int`` layer's weight (out, in) in ``dtype``, the torch backend's bit for bit, as one PyTorch operator
