@@ -25,11 +25,9 @@ from ar_kernels.backends.cuda import gemv_defines
 
 def trace(inp: int, out: int, launches: int) -> dict:
     layer = build_layer(CudaIntLinear, inp, out, 4, 128, torch.bfloat16)
-    nt, tiles = layer._nt(1), layer.scales.shape[1] // 16
-    ks = layer._ksplit(nt)
-    xsmem = layer._xsmem(1, ks, nt)
-    defines = gemv_defines(True, layer.sym, layer.desc.group, 1, ks, layer._depth(nt), layer.qweight.shape[2], nt,
-                           xsmem > 0)
+    nt, ks, depth, _ = layer._config(1)
+    tiles, xsmem = layer.scales.shape[1] // 16, layer._plan(1, torch.bfloat16)[3]  # the shipped launch's shared bytes
+    defines = gemv_defines(True, layer.sym, layer.desc.group, 1, ks, depth, layer.qweight.shape[2], nt, xsmem > 0)
     k = compile_module(PASS8.read_text(), {"ar_w4_gemv": PASS8_ARGS}, 0, {**defines, "AR_TRACE": 1})["ar_w4_gemv"]
     k.allow_shared(xsmem)
     blocks = tiles // nt

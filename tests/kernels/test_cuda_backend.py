@@ -276,7 +276,7 @@ def test_cuda_gemv_stages_x_for_long_rows_where_it_fits() -> None:
     def layer(inp: int, out: int) -> CudaIntLinear:
         return build(random_int_layer(out, inp, 4, 128, True, "gptq", dtype=torch.bfloat16, seed=inp), CudaIntLinear)
     up = layer(4096, 1024)
-    assert up._xsmem(1, 8, 4) == 0  # short rows: not asked for, no device queried
+    assert not up._config(1)[3]  # short rows: staging not asked for, no device queried
 
 
 # (kchunk, ksplit, depth); the default (1, auto, 2) runs in the tests above
@@ -333,7 +333,7 @@ def test_cuda_gemv_x_in_shared_memory_matches_torch(nt: int) -> None:
         ours.gemv_nt, ours.gemv_xsmem = nt, True
         for rows in (1, 5, 8, 9, 17, 32):
             x = torch.randn(rows, inp, generator=torch.Generator().manual_seed(rows)).to("cuda", dtype)
-            staged = ours._xsmem(rows, ours._ksplit(ours._nt(rows)), ours._nt(rows)) > 0
+            staged = ours._plan(rows, dtype)[3] > 0  # the launch's shared bytes
             assert staged or inp * min(rows, 32) > 16384  # it fits for the short rows
             assert rel_err(ours(x), ref(x)) < 1e-3, (group, sym, dtype, inp, out, rows)
 
@@ -348,7 +348,7 @@ def test_cuda_gemv_default_tiles_per_warp() -> None:
         ref, ours = build(layer, TorchIntLinear, "cuda"), build(layer, CudaIntLinear, "cuda")
         assert ours._nt(1) == want and ours._nt(9) == 1
         assert ours._ksplit(want) == {4: 8, 2: 32}[want]  # about 1600 / 4096 warps
-        assert (ours._xsmem(1, ours._ksplit(want), want) > 0) == (inp >= 8192)
+        assert (ours._plan(1, torch.bfloat16)[3] > 0) == (inp >= 8192)
         for rows in (1, 4, 8):
             x = torch.randn(rows, inp, device="cuda", dtype=torch.bfloat16)
             assert rel_err(ours(x), ref(x)) < 1e-3

@@ -212,7 +212,7 @@ class CudaIntLinear(IntQuantLinear):
     share 16 columns (each a K slice; None: see ``_ksplit``), ``gemv_depth`` 64-k blocks per step (a
     power of 2; raised to the layout's chunk); ``gemv_nt`` 16-column tiles per warp for up to 8 rows
     (1, 2 or 4; None: see ``_nt``; more than 1 runs one-block steps and needs ``kchunk`` 1); ``gemv_xsmem``
-    stages x in shared memory once per block (None: see ``_xsmem``).
+    stages x in shared memory once per block (None: see ``_wants_xsmem``).
     Measured on an H100: benchmarks/kernel_bench_notes.md.
     Off CUDA (tests) it computes the same product in torch."""
 
@@ -273,17 +273,10 @@ class CudaIntLinear(IntQuantLinear):
             ks *= 2
         return ks
 
-    def _xsmem(self, rows: int, ksplit: int, nt: int) -> int:
-        """Bytes of shared memory for x's rows where the GEMV stages them (else 0): for long rows (in_features >=
-        8192, or ``gemv_xsmem`` set), if the device fits them (:func:`xsmem_bytes`). H100, 1 row, 14336 -> 4096:
-        16.4 vs 16.5 us at 32 warps per block, 17.2 vs 18.2 at 16; 4096 -> 14336: 16.9 vs 16.4
-        (benchmarks/kernel_bench_notes.md, pass 8)."""
-        if not self._wants_xsmem():
-            return 0
-        return _stage_bytes(rows, self.desc.in_features, ksplit, nt, self.desc.group, self._depth(nt),
-                            self.qweight.device.index or 0)
-
     def _wants_xsmem(self) -> bool:
+        """Whether the GEMV stages x in shared memory (where the device fits it, :func:`xsmem_bytes`): for long rows
+        (in_features >= 8192) unless ``gemv_xsmem`` says. H100, 1 row, 14336 -> 4096: 16.4 vs 16.5 us at 32 warps
+        per block, 17.2 vs 18.2 at 16; 4096 -> 14336: 16.9 vs 16.4 (benchmarks/kernel_bench_notes.md, pass 8)."""
         return self.gemv_xsmem if self.gemv_xsmem is not None else self.desc.in_features >= 8192
 
     def _config(self, rows: int) -> tuple[int, int, int, bool]:
