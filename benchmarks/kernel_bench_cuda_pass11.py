@@ -45,6 +45,33 @@ def dep_source() -> str:
                 "  gv.kb1 = min(nst * (warp + 1) / AR_KSPLIT * AR_DEPTH, nkb);\n  gv.zero = (u32)M >> 31;\n")
 
 
+def l1_prefetch_source(ahead: int, allocate: bool = True, level: str = "L1", per_line: bool = False) -> str:
+    """The shipped GEMV whose lanes also ``prefetch.global.L1`` their weight words ``ahead`` steps ahead (the
+    register double buffer holds only the next step's), its weight loads then allocating in L1 (``allocate``) so
+    that they hit the prefetched lines. ``level`` L2: into L2 only; ``per_line``: one lane per 128-byte line
+    issues it (lanes 8 apart), not every lane for its 16 bytes."""
+    s = KERNELS.read_text()
+    s = _sub(s, "\n  // Loads step kb where it is (partly) in the warp's slice.", """
+  __device__ __forceinline__ void prefetch_l1(int kb) const {
+    if (kb + AR_DEPTH > kb1 || (PER_LINE && (threadIdx.x & 7))) return;
+#pragma unroll
+    for (int h = 0; h < AR_DEPTH / AR_KCHUNK; ++h) {
+      const char* w = at(wq, (u32)kb / AR_KCHUNK + h, cstride);
+#pragma unroll
+      for (int i = 0; i < AR_KCHUNK; ++i)
+#pragma unroll
+        for (int t = 0; t < AR_NT; ++t) asm volatile("prefetch.global.LEVEL [%0];" :: "l"(w + (t * AR_KCHUNK + i) * 512));
+    }
+  }
+
+  // Loads step kb where it is (partly) in the warp's slice.""")
+    s = _sub(s, "    load_any(nxt, kb + AR_DEPTH);\n", f"    load_any(nxt, kb + AR_DEPTH);\n    prefetch_l1(kb + {ahead} * AR_DEPTH);\n")
+    s = s.replace("prefetch.global.LEVEL", f"prefetch.global.{level}").replace("PER_LINE", str(int(per_line)))
+    if allocate:
+        s = _sub(s, 'asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"', 'asm("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];"')
+    return s
+
+
 def shipped_source() -> str:
     return KERNELS.read_text()
 
@@ -104,7 +131,13 @@ TC_CONFIGS = {"tc_nt4_ks8": (4, 8), "tc_nt2_ks16": (2, 16), "tc_nt4_ks16": (4, 1
               "tc_nt1_ks16": (1, 16)}
 
 VARIANTS = {"dep": (dep_source, {}), "base_xs": (shipped_source, {"gemv_xsmem": True}),
-            "dep_xs": (dep_source, {"gemv_xsmem": True})}
+            "dep_xs": (dep_source, {"gemv_xsmem": True}),
+            "l1pf2": (lambda: l1_prefetch_source(2), {}), "l1pf3": (lambda: l1_prefetch_source(3), {}),
+            "l1pf4": (lambda: l1_prefetch_source(4), {}), "l1pf2_na": (lambda: l1_prefetch_source(2, False), {}),
+            "l1pf2_line": (lambda: l1_prefetch_source(2, per_line=True), {}),
+            "l1pf3_line": (lambda: l1_prefetch_source(3, per_line=True), {}),
+            "l2pf2_line": (lambda: l1_prefetch_source(2, False, "L2", True), {}),
+            "l2pf4_line": (lambda: l1_prefetch_source(4, False, "L2", True), {})}
 
 
 class SourceVariant:
