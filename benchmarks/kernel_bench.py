@@ -97,6 +97,21 @@ def graphed(fn: Callable[[], object]) -> Callable[[], object]:
     return graph.replay
 
 
+def time_rounds(shape: str, sres: dict, fns: dict, w: torch.Tensor, timer: Timer, rounds: int,
+                save: Callable[[], None]) -> None:
+    """Rounds of CUDA-graph medians: bf16 ``x @ w`` into ``sres["bf16_us"]``, then each variant of ``fns`` (name:
+    (callable, its input x)) into ``sres["variants"][name]["graph_us"]``; a line and ``save()`` per round. The bf16
+    input is the first variant's x."""
+    x1 = next(iter(fns.values()))[1]
+    for r in range(rounds):
+        sres["bf16_us"].append(timer(graphed(lambda: torch.matmul(x1, w))))
+        for v, (fn, x) in fns.items():
+            sres["variants"][v]["graph_us"].append(timer(graphed(lambda fn=fn, x=x: fn(x))))
+        line = " ".join(f"{v} {sres['variants'][v]['graph_us'][-1]:.2f}" for v in fns)
+        print(f"{shape} round {r}: bf16 {sres['bf16_us'][-1]:.1f} | {line}", flush=True)
+        save()
+
+
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 

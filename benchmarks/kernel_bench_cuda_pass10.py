@@ -41,36 +41,43 @@ DOWN: dict = {}  # x of 8 rows at K = 14336 does not fit beside the ring
 SQUARE = {"ws2_k8_s8_n4": (2, 8, 8, 4)}  # call 1: 11.87 vs 8.99 us shipped
 PF = {"pf2": 2, "pf3": 3, "pf4": 4, "pf6": 6}  # run on every shape (call 4)
 
-PF_METHOD = """
-  // Lane prefetches into L2 of its weight words of step kb (a whole step inside the slice only).
+def substitute(src: str, old: str, new: str) -> str:
+    if src.count(old) != 1:
+        raise ValueError(f"the shipped source changed: {old[:60]!r}")
+    return src.replace(old, new)
+
+
+def prefetch_source(ahead: int, level: str = "L2", allocate: bool = False, per_line: bool = False) -> str:
+    """The shipped GEMV whose lanes also prefetch (``prefetch.global.<level>``, no register, no scoreboard) their
+    weight words ``ahead`` steps ahead (the register double buffer holds only the next step's). ``allocate``: the
+    weight loads allocate in L1, to hit lines prefetched there; ``per_line``: one lane per 128-byte line issues it
+    (lanes 8 apart), not every lane for its 16 bytes."""
+    s = KERNELS.read_text()
+    s = substitute(s, "\n  // Loads step kb where it is (partly) in the warp's slice.", """
   __device__ __forceinline__ void prefetch_step(int kb) const {
-    if (kb + AR_DEPTH > kb1) return;
+    if (kb + AR_DEPTH > kb1 || (PER_LINE && (threadIdx.x & 7))) return;
 #pragma unroll
     for (int h = 0; h < AR_DEPTH / AR_KCHUNK; ++h) {
       const char* w = at(wq, (u32)kb / AR_KCHUNK + h, cstride);
 #pragma unroll
       for (int i = 0; i < AR_KCHUNK; ++i)
 #pragma unroll
-        for (int t = 0; t < AR_NT; ++t) asm volatile("prefetch.global.L2 [%0];" :: "l"(w + (t * AR_KCHUNK + i) * 512));
+        for (int t = 0; t < AR_NT; ++t) asm volatile("prefetch.global.LEVEL [%0];" :: "l"(w + (t * AR_KCHUNK + i) * 512));
     }
   }
 
-  // Loads step kb where it is (partly) in the warp's slice."""
+  // Loads step kb where it is (partly) in the warp's slice.""")
+    s = substitute(s, "    load_any(nxt, kb + AR_DEPTH);\n", f"    load_any(nxt, kb + AR_DEPTH);\n    prefetch_step(kb + {ahead} * AR_DEPTH);\n")
+    s = s.replace("prefetch.global.LEVEL", f"prefetch.global.{level}").replace("PER_LINE", str(int(per_line)))
+    if allocate:
+        s = substitute(s, 'asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"', 'asm("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];"')
+    return s
 
 
-def source_pf() -> str:
-    src = KERNELS.read_text()
-    for old, new in (("\n  // Loads step kb where it is (partly) in the warp's slice.", PF_METHOD),
-                     ("    load_any(nxt, kb + AR_DEPTH);\n", "    load_any(nxt, kb + AR_DEPTH);\n    prefetch_step(kb + AR_PF * AR_DEPTH);\n")):
-        assert src.count(old) == 1, old
-        src = src.replace(old, new)
-    return src
+class SourceVariant:
+    """The shipped layer's launch for ``rows`` rows, on its kernel compiled from another source."""
 
-
-class Prefetch:
-    """The shipped layer's own launch (grid, threads, shared bytes, arguments) on the kernel built with AR_PF."""
-
-    def __init__(self, layer, ahead: int, rows: int) -> None:  # noqa: ANN001
+    def __init__(self, layer, source: str, rows: int) -> None:  # noqa: ANN001
         from ar_kernels.backends._nvrtc import compile_module
         from ar_kernels.backends.cuda import _row_tiles, gemv_defines
         self.layer = layer
@@ -78,8 +85,8 @@ class Prefetch:
         _, self.grid, self.threads, self.smem = layer._plan(rows, torch.bfloat16)[:4]
         d = gemv_defines(True, layer.sym, layer.desc.group, _row_tiles(rows), ks, depth, layer.qweight.shape[2], nt,
                          self.smem > 0)
-        self.k = compile_module(source_pf(), {"ar_w4_gemv": "ppppp" + "iiiiii"}, layer.qweight.device.index or 0,
-                                {**d, "AR_PF": ahead})["ar_w4_gemv"]
+        self.k = compile_module(source, {"ar_w4_gemv": "ppppp" + "iiiiii"}, layer.qweight.device.index or 0,
+                                d)["ar_w4_gemv"]
         self.k.allow_shared(self.smem)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,12 +148,12 @@ def compile_only() -> None:
             print(shape, v, "cubin bytes", len(cubin), "stage bytes", stage_bytes(cfg, 128), flush=True)
     from ar_kernels.backends.cuda import gemv_defines
     for v, ahead in PF.items():
-        cubin = compile_cubin(source_pf(), "sm_90", {**gemv_defines(True, True, 128, 1, 8, 1, 1, 4, False), "AR_PF": ahead})
+        cubin = compile_cubin(prefetch_source(ahead), "sm_90", gemv_defines(True, True, 128, 1, 8, 1, 1, 4, False))
         print(v, "cubin bytes", len(cubin), flush=True)
 
 
 def main() -> None:
-    from kernel_bench import Timer, build_layer, graphed, rel_err, summarize_variants
+    from kernel_bench import Timer, build_layer, rel_err, summarize_variants, time_rounds
 
     from ar_kernels import CudaIntLinear, TorchIntLinear
     ap = argparse.ArgumentParser()
@@ -192,7 +199,7 @@ def main() -> None:
                                                                   for x in [torch.randn(r, inp, device="cuda", dtype=dt)]},
                                         "graph_us": []}
             for v, ahead in PF.items():
-                var = Prefetch(layer, ahead, 1)
+                var = SourceVariant(layer, prefetch_source(ahead), 1)
                 sres["variants"][v] = {"cfg": ahead, "rel_err": {r: rel_err(var(x), ref(x)) for r in (1,)
                                                                    for x in [torch.randn(r, inp, device="cuda", dtype=dt)]},
                                        "graph_us": [], "regs": var.k.attribute(4)}
@@ -215,14 +222,7 @@ def main() -> None:
                 sres["variants"][v] = {"cfg": cfg, "rel_err": errs, "graph_us": [], "regs": var.k.attribute(4),
                                        "local_bytes": var.k.attribute(3)}
                 fns[v] = (var, torch.randn(1, inp, device="cuda", dtype=dt))
-            x1 = torch.randn(1, inp, device="cuda", dtype=dt)
-            for r in range(a.rounds):
-                sres["bf16_us"].append(timer(graphed(lambda x1=x1, w=w: torch.matmul(x1, w))))
-                for v, (var, x) in fns.items():
-                    sres["variants"][v]["graph_us"].append(timer(graphed(lambda var=var, x=x: var(x))))
-                line = " ".join(f"{v} {sres['variants'][v]['graph_us'][-1]:.2f}" for v in fns)
-                print(f"{shape} round {r}: bf16 {sres['bf16_us'][-1]:.1f} | {line}", flush=True)
-                save()
+            time_rounds(shape, sres, fns, w, timer, a.rounds, save)
         summarize_variants(shape, sres, "rel_err")
         save()
         del layer, ref, w, chunked

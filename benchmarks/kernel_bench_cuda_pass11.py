@@ -24,52 +24,19 @@ import json
 import pathlib
 
 import torch
+from kernel_bench_cuda_pass10 import KERNELS, SourceVariant, prefetch_source, substitute
 
-KERNELS = pathlib.Path(__file__).resolve().parents[1] / "packages/ar-kernels/src/ar_kernels/backends/_w4_mma.cu"
 SHAPES = ("4096x14336", "14336x4096", "4096x4096", "4096x1024", "2048x2048", "2048x8192", "8192x2048")
-
-
-def _sub(src: str, old: str, new: str) -> str:
-    if src.count(old) != 1:
-        raise ValueError(f"the shipped source changed: {old[:60]!r}")
-    return src.replace(old, new)
 
 
 def dep_source() -> str:
     s = KERNELS.read_text()
-    s = _sub(s, "  int c, kb1;\n", "  int c, kb1;\n  u32 zero;  // 0 at run time, unknown to the compiler\n")
-    s = _sub(s, "    load_any(nxt, kb + AR_DEPTH);\n    compute<true>(acc, cur, kb);",
+    s = substitute(s, "  int c, kb1;\n", "  int c, kb1;\n  u32 zero;  // 0 at run time, unknown to the compiler\n")
+    s = substitute(s, "    load_any(nxt, kb + AR_DEPTH);\n    compute<true>(acc, cur, kb);",
              "    load_any(nxt, kb + AR_DEPTH + (int)(cur.w[0][0].x & zero));\n    __syncwarp();\n"
              "    compute<true>(acc, cur, kb);")
-    return _sub(s, "  gv.kb1 = min(nst * (warp + 1) / AR_KSPLIT * AR_DEPTH, nkb);\n",
+    return substitute(s, "  gv.kb1 = min(nst * (warp + 1) / AR_KSPLIT * AR_DEPTH, nkb);\n",
                 "  gv.kb1 = min(nst * (warp + 1) / AR_KSPLIT * AR_DEPTH, nkb);\n  gv.zero = (u32)M >> 31;\n")
-
-
-def l1_prefetch_source(ahead: int, allocate: bool = True, level: str = "L1", per_line: bool = False) -> str:
-    """The shipped GEMV whose lanes also ``prefetch.global.L1`` their weight words ``ahead`` steps ahead (the
-    register double buffer holds only the next step's), its weight loads then allocating in L1 (``allocate``) so
-    that they hit the prefetched lines. ``level`` L2: into L2 only; ``per_line``: one lane per 128-byte line
-    issues it (lanes 8 apart), not every lane for its 16 bytes."""
-    s = KERNELS.read_text()
-    s = _sub(s, "\n  // Loads step kb where it is (partly) in the warp's slice.", """
-  __device__ __forceinline__ void prefetch_l1(int kb) const {
-    if (kb + AR_DEPTH > kb1 || (PER_LINE && (threadIdx.x & 7))) return;
-#pragma unroll
-    for (int h = 0; h < AR_DEPTH / AR_KCHUNK; ++h) {
-      const char* w = at(wq, (u32)kb / AR_KCHUNK + h, cstride);
-#pragma unroll
-      for (int i = 0; i < AR_KCHUNK; ++i)
-#pragma unroll
-        for (int t = 0; t < AR_NT; ++t) asm volatile("prefetch.global.LEVEL [%0];" :: "l"(w + (t * AR_KCHUNK + i) * 512));
-    }
-  }
-
-  // Loads step kb where it is (partly) in the warp's slice.""")
-    s = _sub(s, "    load_any(nxt, kb + AR_DEPTH);\n", f"    load_any(nxt, kb + AR_DEPTH);\n    prefetch_l1(kb + {ahead} * AR_DEPTH);\n")
-    s = s.replace("prefetch.global.LEVEL", f"prefetch.global.{level}").replace("PER_LINE", str(int(per_line)))
-    if allocate:
-        s = _sub(s, 'asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"', 'asm("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];"')
-    return s
 
 
 def shipped_source() -> str:
@@ -132,39 +99,14 @@ TC_CONFIGS = {"tc_nt4_ks8": (4, 8), "tc_nt2_ks16": (2, 16), "tc_nt4_ks16": (4, 1
 
 VARIANTS = {"dep": (dep_source, {}), "base_xs": (shipped_source, {"gemv_xsmem": True}),
             "dep_xs": (dep_source, {"gemv_xsmem": True}),
-            "l1pf2": (lambda: l1_prefetch_source(2), {}), "l1pf3": (lambda: l1_prefetch_source(3), {}),
-            "l1pf4": (lambda: l1_prefetch_source(4), {}), "l1pf2_na": (lambda: l1_prefetch_source(2, False), {}),
-            "l1pf2_line": (lambda: l1_prefetch_source(2, per_line=True), {}),
-            "l1pf3_line": (lambda: l1_prefetch_source(3, per_line=True), {}),
-            "l2pf2_line": (lambda: l1_prefetch_source(2, False, "L2", True), {}),
-            "l2pf4_line": (lambda: l1_prefetch_source(4, False, "L2", True), {})}
-
-
-class SourceVariant:
-    """The shipped layer's launch for ``rows`` rows, on its kernel compiled from another source."""
-
-    def __init__(self, layer, source: str, rows: int) -> None:  # noqa: ANN001
-        from ar_kernels.backends._nvrtc import compile_module
-        from ar_kernels.backends.cuda import _row_tiles, gemv_defines
-        self.layer = layer
-        nt, ks, depth, _ = layer._config(rows)
-        _, self.grid, self.threads, self.smem = layer._plan(rows, torch.bfloat16)[:4]
-        d = gemv_defines(True, layer.sym, layer.desc.group, _row_tiles(rows), ks, depth, layer.qweight.shape[2], nt,
-                         self.smem > 0)
-        self.k = compile_module(source, {"ar_w4_gemv": "ppppp" + "iiiiii"}, layer.qweight.device.index or 0,
-                                d)["ar_w4_gemv"]
-        self.k.allow_shared(self.smem)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        L, n, k = self.layer, self.layer.out_features, self.layer.in_features
-        out = torch.empty(x.shape[0], n, dtype=x.dtype, device=x.device)
-        self.k(self.grid, self.threads, (L.qweight.data_ptr(), L.gemv_params(x.dtype).data_ptr(), x.data_ptr(),
-                                         out.data_ptr(), out.data_ptr(), x.shape[0], n, k, k, n, 0), self.smem)
-        return out
+            **{f"l1pf{a}": (lambda a=a: prefetch_source(a, "L1", True), {}) for a in (2, 3, 4)},
+            "l1pf2_na": (lambda: prefetch_source(2, "L1"), {}),
+            **{f"l1pf{a}_line": (lambda a=a: prefetch_source(a, "L1", True, True), {}) for a in (2, 3)},
+            **{f"l2pf{a}_line": (lambda a=a: prefetch_source(a, "L2", False, True), {}) for a in (2, 4)}}
 
 
 def main() -> None:
-    from kernel_bench import Timer, build_layer, graphed, rel_err, summarize_variants
+    from kernel_bench import Timer, build_layer, rel_err, summarize_variants, time_rounds
 
     from ar_kernels import CudaIntLinear, TorchIntLinear
     ap = argparse.ArgumentParser()
@@ -224,14 +166,7 @@ def main() -> None:
                     setattr(layer, name, None)
                 sres["variants"][v]["regs"] = var.k.attribute(4)
                 fns[v] = (var, torch.randn(a.rows, inp, device="cuda", dtype=dt))
-            x1 = torch.randn(a.rows, inp, device="cuda", dtype=dt)
-            for r in range(a.rounds):
-                sres["bf16_us"].append(timer(graphed(lambda x1=x1, w=w: torch.matmul(x1, w))))
-                for v, (var, x) in fns.items():
-                    sres["variants"][v]["graph_us"].append(timer(graphed(lambda var=var, x=x: var(x))))
-                line = " ".join(f"{v} {sres['variants'][v]['graph_us'][-1]:.2f}" for v in fns)
-                print(f"{shape} round {r}: bf16 {sres['bf16_us'][-1]:.1f} | {line}", flush=True)
-                save()
+            time_rounds(shape, sres, fns, w, timer, a.rounds, save)
         summarize_variants(shape, sres, "rel_err")
         save()
         del layer, ref, w
