@@ -6,8 +6,9 @@ Each layer is the seven projections of a Llama-3-8B decoder layer at one token (
 1024 / 4096; gate, up: 4096 -> 14336; down: 14336 -> 4096) joined by the residual adds and the SiLU-gated product
 (attention itself is left out: it is the same for both). Reported per token: eager (as ``model.generate`` runs by
 default, so the CPU's launch cost counts: wall time of 50 steps back to back, then a sync), one CUDA graph of the
-whole stack (as servers run decode) and, with ``--compile-backend``, the step under ``torch.compile(fullgraph=True)``
-with that backend (e.g. ``cudagraphs``) or ``--compile-mode`` (e.g. ``reduce-overhead``), timed as eager is. Random 4-bit codes, group 128, bf16 activations.
+whole stack (as servers run decode) and, with ``--compile-backend`` (e.g. ``cudagraphs``) or ``--compile-mode``
+(e.g. ``reduce-overhead``), the step under ``torch.compile(fullgraph=True)``, timed as eager is. Random 4-bit codes,
+group 128, bf16 activations.
 """
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def main() -> None:
             if a.compile_backend or a.compile_mode:
                 compiled = torch.compile(fn, fullgraph=True, backend=a.compile_backend or "inductor", mode=a.compile_mode)
                 eager_us(compiled, 5)  # compiles, warms up (and records the CUDA graphs)
-                eager_us(compiled, 20)
+                eager_us(compiled, 20)  # CUDA-graph trees re-record for a few calls after the first ones
                 r["compiled"] = statistics.median(eager_us(compiled) for _ in range(a.rounds))
             res["per_token_us"][name] = r
             how = "/".join(filter(None, (a.compile_backend, a.compile_mode)))
