@@ -79,7 +79,7 @@ def main() -> None:
             if a.compile_backend or a.compile_mode:
                 compiled = torch.compile(fn, fullgraph=True, backend=a.compile_backend or "inductor", mode=a.compile_mode)
                 eager_us(compiled, 5)  # compiles, warms up (and records the CUDA graphs)
-                eager_us(compiled, 20)  # CUDA-graph trees re-record for a few calls after the first ones
+                eager_us(compiled, 20)  # more warm-up: timing starts from the steady state
                 r["compiled"] = statistics.median(eager_us(compiled) for _ in range(a.rounds))
             res["per_token_us"][name] = r
             how = "/".join(filter(None, (a.compile_backend, a.compile_mode)))
