@@ -123,7 +123,6 @@ def test_cuda_layer_repacks_exactly(group: int, sym: bool, packing: str, dtype: 
     assert torch.equal(ours(x), ref(x))
 
 
-
 def test_cuda_layer_copies_and_pickles_without_its_launch_plans() -> None:
     """A layer that has launched (its plans hold ctypes handles, which cannot be copied) still deep-copies and
     pickles, the copy with no plans and the same product; a set attribute drops the plans."""
@@ -173,6 +172,7 @@ def test_cuda_layer_compiles_to_one_graph_with_its_operators() -> None:
                                        False)),
                      (cuda_int4_dequant, (ours.qweight, ours.scales, ours.zeros, 192, 40, 64, False, torch.float16))):
         assert set(torch.library.opcheck(op, args).values()) == {"SUCCESS"}
+
 
 def test_tinygemm_cpu_twin_repacks_and_folds_zeros() -> None:
     """tinygemm's offset = (8 - zero) * scale; its bf16 scales keep it ~2e-3 from the torch backend."""
@@ -272,11 +272,8 @@ def test_cuda_gemv_stages_x_for_long_rows_where_it_fits() -> None:
     assert xsmem_bytes(8, 4096, 8, 4, 2, h100) == 8 * 4104 * 2 and xsmem_bytes(32, 4096, 4, 1, 2, h100) == 0
     assert xsmem_bytes(32, 512, 4, 1, 2, a100) == 32 * 520 * 2
     assert xsmem_bytes(8, 16384, 4, 1, 1, h100) == 0  # one block alone: 8 KB + 262 KB > 227 KB
-
-    def layer(inp: int, out: int) -> CudaIntLinear:
-        return build(random_int_layer(out, inp, 4, 128, True, "gptq", dtype=torch.bfloat16, seed=inp), CudaIntLinear)
-    up = layer(4096, 1024)
-    assert not up._config(1)[3]  # short rows: staging not asked for, no device queried
+    short = build(random_int_layer(1024, 4096, 4, 128, True, "gptq", dtype=torch.bfloat16, seed=4096), CudaIntLinear)
+    assert not short._config(1)[3]  # short rows: staging not asked for, no device queried
 
 
 # (kchunk, ksplit, depth); the default (1, auto, 2) runs in the tests above

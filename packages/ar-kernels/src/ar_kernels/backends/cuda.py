@@ -354,8 +354,5 @@ class CudaIntLinear(IntQuantLinear):
         return cuda_int4_dequant(self.qweight, self.scales, self.zeros, d.in_features, d.out_features, d.group,
                                  self.sym, dtype or d.dtype)
 
-    def _dequantize_torch(self, dtype: torch.dtype) -> Tensor:
-        d = self.desc
-        return _dequantize_ref(self.qweight, self.scales, self.zeros, d.in_features, d.out_features, d.group, dtype)
 
 __all__ = ["CudaIntLinear", "cuda_int4_dequant", "cuda_int4_gemv", "kernels"]
