@@ -18,7 +18,7 @@ from ar_kernels.backends._mma_layout import (
     split_scale_bf16,
     unpack_w4_mma,
 )
-from ar_kernels.backends.cuda import cuda_int4_dequant, cuda_int4_gemv, xsmem_bytes
+from ar_kernels.backends.cuda import cuda_int4_dequant, cuda_int4_gemm, cuda_int4_gemv, gemm_ksplit, xsmem_bytes
 
 from ._layers import build, random_int_layer, rel_err
 
@@ -162,16 +162,28 @@ def test_cuda_layer_compiles_to_one_graph_with_its_operators() -> None:
     torch.library.opcheck (schema, fake tensors, autograd registration, AOT dispatch)."""
     layer = random_int_layer(40, 192, 4, 64, False, "auto_round", dtype=torch.bfloat16, bias=True, seed=3)
     ours = build(layer, CudaIntLinear)
-    for rows, op in ((3, "ar_kernels.cuda_int4_gemv.default"), (40, "ar_kernels.cuda_int4_dequant.default")):
+    wide = build(random_int_layer(128, 192, 4, 64, False, "auto_round", dtype=torch.bfloat16, bias=True, seed=4),
+                 CudaIntLinear)  # 128 columns: the GEMM serves 33-256 rows
+    for module, rows, op in ((ours, 3, "cuda_int4_gemv"), (ours, 40, "cuda_int4_dequant"), (wide, 40, "cuda_int4_gemm"),
+                             (wide, 300, "cuda_int4_dequant")):
         x = torch.randn(1, rows, 192).to(torch.bfloat16)
-        out, graphs = _compiled_graphs(ours, x)
-        assert torch.equal(out, ours(x)) and len(graphs) == 1 and op in _ops_in(graphs), rows
+        out, graphs = _compiled_graphs(module, x)
+        assert torch.equal(out, module(x)) and len(graphs) == 1 and f"ar_kernels.{op}.default" in _ops_in(graphs), rows
     x = torch.randn(2, 3, 192).to(torch.bfloat16)
     p = ours.gemv_params(torch.bfloat16)
     for op, args in ((cuda_int4_gemv, (x, ours.qweight, p, ours.scales, ours.zeros, ours.bias, 40, 64, False, 1, 4, 2,
                                        False)),
+                     (cuda_int4_gemm, (x, ours.qweight, p, ours.scales, ours.zeros, ours.bias, 40, 64, False)),
                      (cuda_int4_dequant, (ours.qweight, ours.scales, ours.zeros, 192, 40, 64, False, torch.float16))):
         assert set(torch.library.opcheck(op, args).values()) == {"SUCCESS"}
+
+
+def test_gemm_splits_k_until_the_blocks_fill_the_gpu() -> None:
+    """K ranges double while (column blocks x row blocks x ranges) < 1.5 per SM, each range >= 8 64-k blocks, <= 8."""
+    assert gemm_ksplit(112, 1, 64, 132) == 2  # 4096 -> 14336, <= 64 rows: 224 blocks
+    assert gemm_ksplit(112, 2, 64, 132) == 1  # 128 rows
+    assert [gemm_ksplit(32, r, 224, 132) for r in (1, 2, 4, 8)] == [8, 4, 2, 1]  # 14336 -> 4096
+    assert gemm_ksplit(8, 1, 32, 132) == 4 and gemm_ksplit(8, 1, 8, 132) == 1  # short K keeps >= 8 blocks a range
 
 
 def test_tinygemm_cpu_twin_repacks_and_folds_zeros() -> None:
@@ -205,6 +217,17 @@ def test_cuda_kernels_match_torch(dtype: torch.dtype, group: int, sym: bool, pac
     assert err < 1e-3
     if rows == 1:
         assert torch.equal(ours.dequantize(dtype), ref.dequantize(dtype))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("group,sym,packing", CASES)
+@pytest.mark.parametrize("inp,rows", [(2048, 33), (2048, 100), (512, 64), (512, 256)])
+def test_cuda_gemm_matches_torch(dtype: torch.dtype, group: int, sym: bool, packing: str, inp: int, rows: int) -> None:
+    """33-256 rows on 384 columns: the GEMM, its K split in 4 ranges (2048 in) or not (512 in)."""
+    err, _, ours = _compare(CudaIntLinear, group, sym, packing, dtype, rows, out=384, inp=inp)
+    assert ours._gemm_serves(rows, dtype) and err < 1e-3
 
 
 @pytest.mark.gpu
@@ -382,7 +405,7 @@ def test_cuda_layer_under_torch_compile(backend: str) -> None:
     backend's product at decode and prefill row counts."""
     layer = random_int_layer(1024, 4096, 4, 128, True, "gptq", dtype=torch.bfloat16, bias=True, seed=9)
     ref, ours = build(layer, TorchIntLinear, "cuda"), build(layer, CudaIntLinear, "cuda")
-    for rows, op in ((1, "cuda_int4_gemv"), (5, "cuda_int4_gemv"), (64, "cuda_int4_dequant")):
+    for rows, op in ((1, "cuda_int4_gemv"), (5, "cuda_int4_gemv"), (64, "cuda_int4_gemm"), (300, "cuda_int4_dequant")):
         x = torch.randn(rows, 4096, device="cuda", dtype=torch.bfloat16)
         out, graphs = _compiled_graphs(ours, x, backend)
         assert len(graphs) == 1 and f"ar_kernels.{op}.default" in _ops_in(graphs)

@@ -6,7 +6,10 @@ once by 16-byte loads into registers a step ahead, dequantized two values per in
 multiplied on tensor cores with fp32 accumulation. Its dequantization reproduces the torch backend's
 rounded weight bit for bit, also in bf16 (the fp16 scale is split into two bf16 halves, once at load:
 ``gemv_params``), so it agrees with the torch backend to fp32 summation order.
-Larger batches dequantize the weight once (same bits) and call cuBLAS.
+Mid-size batches (up to ``gemm_max_rows``) run its GEMM: 64 rows x 128 columns per block, x and the weight
+through a cp.async ring in shared memory, the same dequantization and tensor-core mma, the K loop split over
+blocks where the columns alone would not fill the GPU (fp32 partials summed in a fixed order). Larger batches
+dequantize the weight once (same bits) and call cuBLAS.
 
 The kernels are compiled on first use by the NVRTC library that PyTorch's CUDA wheels ship: no
 compiler, toolkit or extra package. ``import ar_kernels`` imports none of this.
@@ -34,6 +37,9 @@ if TYPE_CHECKING:
 
 _GEMV_ARGS = "ppppp" + "iiiiii"  # qrep params x bias out | M N K ldx ldo has_bias
 _DEQUANT_ARGS = "pppp" + "iii"  # qrep scales zeros w | N Np K
+_GEMM_ARGS = "pppppp" + "iiiiiii"  # qrep params x bias out ws | M N K ldx ldo has_bias ksplit
+_REDUCE_ARGS = "ppp" + "iiiii"  # ws bias out | M N ldo has_bias ksplit
+_GEMM_SMEM = 3 * (64 * 72 * 2 + 8 * 512)  # AR_GSTAGES ring slots of AR_GSLOT bytes
 _GEMV_DTYPES = (torch.float16, torch.bfloat16)  # other activations: dequantize + F.linear
 
 
@@ -83,7 +89,8 @@ def _row_tiles(rows: int) -> int:
 @functools.cache
 def kernels(device: int, bf16: bool, sym: bool, group: int, mt: int = 1, ksplit: int = 4, depth: int = 2,
             kchunk: int = 2, nt: int = 1, xsmem: bool = False) -> dict:
-    """The compiled kernels of one variant on one device (``ar_w4_gemv``, ``ar_w4_dequant``), cached.
+    """The compiled kernels of one variant on one device (``ar_w4_gemv``, ``ar_w4_dequant``, ``ar_w4_gemm``,
+    ``ar_w4_gemm_reduce``), cached.
 
     ``depth``: 64-k blocks per GEMV step (each lane loads the next step's while it computes one);
     ``kchunk``: the weight layout's P (a power of 2 dividing ``depth``); ``nt``: 16-column tiles per
@@ -91,7 +98,9 @@ def kernels(device: int, bf16: bool, sym: bool, group: int, mt: int = 1, ksplit:
     passes rows * (in_features + 8) * 2 bytes of it)."""
     from ._nvrtc import compile_module
     defines = gemv_defines(bf16, sym, group, mt, ksplit, depth, kchunk, nt, xsmem)
-    return compile_module(_source(), {"ar_w4_gemv": _GEMV_ARGS, "ar_w4_dequant": _DEQUANT_ARGS}, device, defines)
+    names = {"ar_w4_gemv": _GEMV_ARGS, "ar_w4_dequant": _DEQUANT_ARGS, "ar_w4_gemm": _GEMM_ARGS,
+             "ar_w4_gemm_reduce": _REDUCE_ARGS}
+    return compile_module(_source(), names, device, defines)
 
 
 def gemv_defines(bf16: bool, sym: bool, group: int, mt: int, ksplit: int, depth: int, kchunk: int, nt: int,
@@ -145,6 +154,43 @@ def _run_gemv(x: Tensor, kernel: Kernel, grid: int, threads: int, smem: int, qwe
     return out
 
 
+def gemm_ksplit(col_blocks: int, row_blocks: int, k_blocks: int, sms: int) -> int:
+    """K ranges of the GEMM: doubled (up to 8) while its blocks fill less than 1.5 per SM and each range keeps at
+    least 8 64-k blocks. H100, 33-256 rows: 4096 -> 14336 best at 2 / 1, 14336 -> 4096 at 8 / 4 / 2
+    (benchmarks/kernel_bench_notes.md, pass 12)."""
+    ks = 1
+    while ks < 8 and col_blocks * row_blocks * ks < 1.5 * sms and k_blocks // (2 * ks) >= 8:
+        ks *= 2
+    return ks
+
+
+def _run_gemm(x: Tensor, qweight: Tensor, params: Tensor, bias: Tensor | None, n: int, group: int,
+              sym: bool) -> Tensor:
+    """``x`` (..., K) @ W by the GEMM (N a multiple of 128, layout chunk 1): (..., n)."""
+    k = x.shape[-1]
+    if not x.is_contiguous() or x.data_ptr() % 16:
+        x = x.clone(memory_format=torch.contiguous_format)  # 16-byte copies of x's rows
+    m = x.numel() // k
+    device = qweight.device.index or 0
+    kern = kernels(device, x.dtype == torch.bfloat16, sym, group, 1, 4, 2, 1, 1)  # the dequantization's variant
+    ks = gemm_ksplit(n // 128, -(-m // 64), k // 64, _sm_count(device))
+    out = x.new_empty(x.shape[:-1] + (n,))
+    ws = torch.empty((ks, m, n), dtype=torch.float32, device=x.device) if ks > 1 else out
+    b = out if bias is None else bias
+    kern["ar_w4_gemm"](n // 128 * ks * -(-m // 64), 128, (qweight.data_ptr(), params.data_ptr(), x.data_ptr(),
+                                                          b.data_ptr(), out.data_ptr(), ws.data_ptr(), m, n, k, k, n,
+                                                          int(bias is not None), ks), _GEMM_SMEM)
+    if ks > 1:
+        kern["ar_w4_gemm_reduce"](-(-m * n // 512), 256, (ws.data_ptr(), b.data_ptr(), out.data_ptr(), m, n, n,
+                                                          int(bias is not None), ks))
+    return out
+
+
+@functools.cache
+def _sm_count(device: int) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def _dequantize_ref(qweight: Tensor, scales: Tensor, zeros: Tensor, k: int, n: int, group: int,
                     dtype: torch.dtype) -> Tensor:
     """The reference dequantization from the repacked words: ``(q - zero) * scale`` in fp32, cast once; (n, k)."""
@@ -177,6 +223,24 @@ def _(x: Tensor, qweight: Tensor, params: Tensor, scales: Tensor, zeros: Tensor,
     return x.new_empty(x.shape[:-1] + (out_features,))
 
 
+@torch.library.custom_op("ar_kernels::cuda_int4_gemm", mutates_args=(), schema=(
+    "(Tensor x, Tensor qweight, Tensor params, Tensor scales, Tensor zeros, Tensor? bias, int out_features, int group, "
+    "bool sym) -> Tensor"))
+def cuda_int4_gemm(x: Tensor, qweight: Tensor, params: Tensor, scales: Tensor, zeros: Tensor, bias: Tensor | None,
+                   out_features: int, group: int, sym: bool) -> Tensor:
+    """``x @ W.T (+ bias)`` by the mid-batch GEMM, as one PyTorch operator (the layer calls it under
+    ``torch.compile``). Off CUDA: the torch backend's product from the same buffers."""
+    if not x.is_cuda:
+        return F.linear(x, _dequantize_ref(qweight, scales, zeros, x.shape[-1], out_features, group, x.dtype), bias)
+    return _run_gemm(x, qweight, params, bias, out_features, group, sym)
+
+
+@cuda_int4_gemm.register_fake
+def _(x: Tensor, qweight: Tensor, params: Tensor, scales: Tensor, zeros: Tensor, bias: Tensor | None,
+      out_features: int, group: int, sym: bool) -> Tensor:
+    return x.new_empty(x.shape[:-1] + (out_features,))
+
+
 @torch.library.custom_op("ar_kernels::cuda_int4_dequant", mutates_args=(), schema=(
     "(Tensor qweight, Tensor scales, Tensor zeros, int in_features, int out_features, int group, bool sym, "
     "ScalarType dtype) -> Tensor"))
@@ -205,7 +269,8 @@ def _(qweight: Tensor, scales: Tensor, zeros: Tensor, in_features: int, out_feat
     dtypes=(torch.float16, torch.bfloat16), priority=60,
     checks=(_shape_check, no_act_order, _cuda_build_check)))
 class CudaIntLinear(IntQuantLinear):
-    """4-bit QuantLinear with NVRTC-built tensor-core kernels (decode GEMV; dequantize + cuBLAS above).
+    """4-bit QuantLinear with NVRTC-built tensor-core kernels: a GEMV for decode, a GEMM for mid-size batches
+    (``gemm_max_rows``, where the output width is a multiple of 128), dequantize + cuBLAS above.
 
     ``kchunk`` (read at ``post_init``): 64-k blocks stored together per 16-column tile in the repacked
     weight (``_mma_layout``). ``gemv_max_rows`` (<= 32): rows served by the GEMV; ``gemv_ksplit`` warps
@@ -218,6 +283,7 @@ class CudaIntLinear(IntQuantLinear):
 
     kchunk = 1
     gemv_max_rows = 32
+    gemm_max_rows = 256
     gemv_ksplit: int | None = None
     gemv_depth = 2
     gemv_nt: int | None = None
@@ -302,16 +368,28 @@ class CudaIntLinear(IntQuantLinear):
                 bias = None if self.bias is None else self.bias.to(x.dtype)
                 return cuda_int4_gemv(x, self.qweight, self.gemv_params(x.dtype), self.scales, self.zeros, bias, n,
                                       self.desc.group, self.sym, *self._config(rows))
+            if self._gemm_serves(rows, x.dtype):
+                bias = None if self.bias is None else self.bias.to(x.dtype)
+                return cuda_int4_gemm(x, self.qweight, self.gemv_params(x.dtype), self.scales, self.zeros, bias, n,
+                                      self.desc.group, self.sym)
             plan = None  # dequantize (an operator too) + F.linear
         else:
             plan = self._plan(rows, x.dtype) if x.is_cuda and 0 < rows <= self.gemv_max_rows else None
-        if plan is None:  # no rows, more than the GEMV serves, off CUDA or another dtype: dequantize + F.linear
+        if plan is None:  # no rows, more than the GEMV serves, off CUDA or another dtype
             if rows == 0:
                 return x.new_empty(x.shape[:-1] + (n,))
             bias = None if self.bias is None else self.bias.to(x.dtype)
-            return F.linear(x, self.dequantize(x.dtype), bias)
+            if x.is_cuda and self._gemm_serves(rows, x.dtype):
+                return _run_gemm(x, self.qweight, self.gemv_params(x.dtype), bias, n, self.desc.group, self.sym)
+            return F.linear(x, self.dequantize(x.dtype), bias)  # dequantize + cuBLAS
         bias = self.bias if self.bias is None or self.bias.dtype == x.dtype else self.bias.to(x.dtype)
         return _run_gemv(x, *plan, bias, n)
+
+    def _gemm_serves(self, rows: int, dtype: torch.dtype) -> bool:
+        """Whether the mid-batch GEMM takes ``rows`` rows: above the GEMV's, up to ``gemm_max_rows``, with 128-column
+        blocks and the chunk-1 layout."""
+        return (self.gemv_max_rows < rows <= self.gemm_max_rows and dtype in _GEMV_DTYPES
+                and self.out_features % 128 == 0 and self.qweight.shape[2] == 1)
 
     def _plan(self, rows: int, dtype: torch.dtype) -> tuple | None:
         """The GEMV launch for ``rows`` rows of ``dtype`` activations, worked out once per shape (it costs ~8 us of
@@ -355,4 +433,4 @@ class CudaIntLinear(IntQuantLinear):
                                  self.sym, dtype or d.dtype)
 
 
-__all__ = ["CudaIntLinear", "cuda_int4_dequant", "cuda_int4_gemv", "kernels"]
+__all__ = ["CudaIntLinear", "cuda_int4_dequant", "cuda_int4_gemm", "cuda_int4_gemv", "kernels"]
