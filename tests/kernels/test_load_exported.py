@@ -81,7 +81,8 @@ def test_gemma_w4a16_generates_fake_quant_tokens(gemma_path: Path, tmp_path: Pat
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_load_on_cuda_picks_gpu_kernels(tmp_path: Path) -> None:
-    """On a GPU, 4-bit layers run the cuda backend (triton where a shape needs it); logits stay close."""
+    """On a GPU, 4-bit layers run the cuda backend (triton where a shape needs it); logits stay close at 32 and 80
+    rows."""
     pytest.importorskip("triton")
     from ar_kernels import CudaIntLinear, TritonIntLinear
     model = _bf16("qwen2", tmp_path)
@@ -90,10 +91,13 @@ def test_load_on_cuda_picks_gpu_kernels(tmp_path: Path) -> None:
     q = ar_kernels.load(tmp_path / "q", device="cuda")
     assert sum(isinstance(m, (CudaIntLinear, TritonIntLinear)) for m in q.modules()) == len(qmodel.layers)
     assert any(isinstance(m, CudaIntLinear) for m in q.modules())
-    ids = torch.randint(3, 250, (2, 16), generator=torch.Generator().manual_seed(0)).cuda()
+    assert any(m._gemm_serves(80, torch.bfloat16) for m in q.modules() if isinstance(m, CudaIntLinear))
+    model = model.cuda()
     with torch.no_grad():
-        want = model.cuda()(ids).logits.float()
-        got = q(ids).logits.float()
-        assert float((got - want).norm() / want.norm()) < 1e-2
-        out = q.generate(ids[:1, :4], max_new_tokens=8, do_sample=False)  # decode: the split-K GEMV
+        for length in (16, 40):  # 32 rows: the GEMV; 80 rows: the mid-batch GEMM
+            ids = torch.randint(3, 250, (2, length), generator=torch.Generator().manual_seed(length)).cuda()
+            want = model(ids).logits.float()
+            got = q(ids).logits.float()
+            assert float((got - want).norm() / want.norm()) < 1e-2, length
+        out = q.generate(ids[:1, :4], max_new_tokens=8, do_sample=False)  # decode: the GEMV
     assert out.shape == (1, 12)
