@@ -18,7 +18,13 @@ from ar_kernels.backends._mma_layout import (
     split_scale_bf16,
     unpack_w4_mma,
 )
-from ar_kernels.backends.cuda import cuda_int4_dequant, cuda_int4_gemm, cuda_int4_gemv, gemm_ksplit, xsmem_bytes
+from ar_kernels.backends.cuda import (
+    cuda_int4_dequant,
+    cuda_int4_gemm,
+    cuda_int4_gemv,
+    gemm_ksplit,
+    xsmem_bytes,
+)
 
 from ._layers import build, random_int_layer, rel_err
 

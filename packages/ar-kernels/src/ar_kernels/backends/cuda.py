@@ -142,12 +142,18 @@ def _resolve(rows: int, dtype: torch.dtype, qweight: Tensor, group: int, sym: bo
     return kernel, qweight.shape[1] // nt, 32 * ksplit, smem
 
 
+def _in_16_byte_chunks(x: Tensor) -> Tensor:
+    """``x``, or a contiguous copy where the kernels could not read its rows in 16-byte chunks."""
+    if not x.is_contiguous() or x.data_ptr() % 16:
+        return x.clone(memory_format=torch.contiguous_format)
+    return x
+
+
 def _run_gemv(x: Tensor, kernel: Kernel, grid: int, threads: int, smem: int, qweight: int, params: int,
               bias: Tensor | None, n: int) -> Tensor:
     """Launch the GEMV on ``x`` (..., K) with the weight and constants at ``qweight`` / ``params``: (..., n)."""
     k = x.shape[-1]
-    if not x.is_contiguous() or x.data_ptr() % 16:
-        x = x.clone(memory_format=torch.contiguous_format)  # the kernel reads rows of x in 16-byte chunks
+    x = _in_16_byte_chunks(x)
     out = x.new_empty(x.shape[:-1] + (n,))
     kernel(grid, threads, (qweight, params, x.data_ptr(), out.data_ptr() if bias is None else bias.data_ptr(),
                            out.data_ptr(), x.numel() // k, n, k, k, n, int(bias is not None)), smem)
@@ -168,8 +174,7 @@ def _run_gemm(x: Tensor, qweight: Tensor, params: Tensor, bias: Tensor | None, n
               sym: bool) -> Tensor:
     """``x`` (..., K) @ W by the GEMM (N a multiple of 128, layout chunk 1): (..., n)."""
     k = x.shape[-1]
-    if not x.is_contiguous() or x.data_ptr() % 16:
-        x = x.clone(memory_format=torch.contiguous_format)  # 16-byte copies of x's rows
+    x = _in_16_byte_chunks(x)
     m = x.numel() // k
     device = qweight.device.index or 0
     kern = kernels(device, x.dtype == torch.bfloat16, sym, group, 1, 4, 2, 1, 1)  # the dequantization's variant
@@ -364,12 +369,11 @@ class CudaIntLinear(IntQuantLinear):
             raise ValueError(f"{type(self).__name__}: the input has {x.shape[-1]} features, the layer takes {k}")
         rows = x.numel() // k
         if torch.compiler.is_compiling():  # the kernels as operators: the compiled graph keeps them whole
+            bias = None if self.bias is None else self.bias.to(x.dtype)
             if 0 < rows <= self.gemv_max_rows and x.dtype in _GEMV_DTYPES:
-                bias = None if self.bias is None else self.bias.to(x.dtype)
                 return cuda_int4_gemv(x, self.qweight, self.gemv_params(x.dtype), self.scales, self.zeros, bias, n,
                                       self.desc.group, self.sym, *self._config(rows))
             if self._gemm_serves(rows, x.dtype):
-                bias = None if self.bias is None else self.bias.to(x.dtype)
                 return cuda_int4_gemm(x, self.qweight, self.gemv_params(x.dtype), self.scales, self.zeros, bias, n,
                                       self.desc.group, self.sym)
             plan = None  # dequantize (an operator too) + F.linear
