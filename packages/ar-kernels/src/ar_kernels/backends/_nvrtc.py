@@ -5,6 +5,10 @@ needs no compiler, CUDA toolkit or build step: ``compile_module`` turns a source
 kernels into a cubin for the device's architecture in about a second, and ``Kernel`` launches one
 with ``cuLaunchKernel`` on the current stream (so CUDA graphs capture it).
 
+Kernels named ``dependent`` are launched (sm_90+) as programmatic dependents (``cuLaunchKernelEx``): they may
+start before the previous kernel in the stream ends and must wait for it themselves (``griddepcontrol.wait``)
+before they read its results or write memory. ``AR_KERNELS_PDL=0`` turns that off.
+
 >>> mod = compile_module(src, ["my_kernel"], defines={"N": 4})  # doctest: +SKIP
 >>> mod["my_kernel"](grid=132, block=128, args=(x.data_ptr(), 4))  # doctest: +SKIP
 """
@@ -17,7 +21,7 @@ import os
 import struct
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 
@@ -64,7 +68,40 @@ def _driver() -> ctypes.CDLL:
     lib.cuLaunchKernel.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint,
                                    ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p,
                                    ctypes.c_void_p, ctypes.c_void_p]
+    if hasattr(lib, "cuLaunchKernelEx"):  # CUDA 12+ drivers
+        lib.cuLaunchKernelEx.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
     return lib
+
+
+class LaunchAttribute(ctypes.Structure):
+    """CUlaunchAttribute: an id, 4 bytes of padding, a 64-byte value union."""
+    _fields_ = [("id", ctypes.c_int), ("pad", ctypes.c_char * 4), ("value", ctypes.c_int * 16)]
+
+
+class LaunchConfig(ctypes.Structure):
+    """CUlaunchConfig (cuLaunchKernelEx's first argument)."""
+    _fields_ = [("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3), ("shared", ctypes.c_uint),
+                ("stream", ctypes.c_void_p), ("attrs", ctypes.POINTER(LaunchAttribute)), ("nattrs", ctypes.c_uint)]
+
+
+_PROGRAMMATIC_STREAM_SERIALIZATION = 6  # CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+
+
+def dependent_launch_config() -> LaunchConfig:
+    """A launch configuration that lets the kernel overlap the previous one in its stream (grid, block, shared
+    bytes and stream are filled per launch)."""
+    attr = LaunchAttribute(id=_PROGRAMMATIC_STREAM_SERIALIZATION)
+    attr.value[0] = 1
+    cfg = LaunchConfig(grid=(1, 1, 1), block=(1, 1, 1), attrs=ctypes.pointer(attr), nattrs=1)
+    cfg._attr = attr  # kept alive with the configuration
+    return cfg
+
+
+def _launches_dependents(device: int) -> bool:
+    """Whether kernels on ``device`` can be launched as programmatic dependents: sm_90+, a driver with
+    cuLaunchKernelEx, and not turned off by ``AR_KERNELS_PDL=0``."""
+    return (os.environ.get("AR_KERNELS_PDL", "1") != "0" and torch.cuda.get_device_capability(device)[0] >= 9
+            and hasattr(_driver(), "cuLaunchKernelEx"))
 
 
 def _check(rc: int, what: str) -> None:
@@ -109,8 +146,9 @@ def _raw_stream(device: int) -> int:
 class Kernel:
     """One ``extern "C"`` kernel; ``argspec`` gives each argument's kind: ``p`` pointer, ``i`` int32."""
 
-    def __init__(self, func: ctypes.c_void_p, argspec: str, device: int) -> None:
+    def __init__(self, func: ctypes.c_void_p, argspec: str, device: int, dependent: bool = False) -> None:
         self.func, self.device = func, device
+        self._config = dependent_launch_config() if dependent else None
         # One 8-byte slot per argument, filled by a single struct.pack_into per launch (ctypes objects per
         # slot cost ~2 us more per call); the parameter array points at the slots.
         self._format = "=" + "".join("Q" if t == "p" else "i4x" for t in argspec)
@@ -128,9 +166,14 @@ class Kernel:
         stream = _raw_stream(self.device)
         with self._lock:
             struct.pack_into(self._format, self._slots, 0, *args)
-            rc = _driver().cuLaunchKernel(self.func, grid, 1, 1, block, 1, 1, smem, stream, self._params, None)
+            cfg = self._config
+            if cfg is None:
+                rc = _driver().cuLaunchKernel(self.func, grid, 1, 1, block, 1, 1, smem, stream, self._params, None)
+            else:
+                cfg.grid[0], cfg.block[0], cfg.shared, cfg.stream = grid, block, smem, stream
+                rc = _driver().cuLaunchKernelEx(ctypes.byref(cfg), self.func, self._params, None)
         if rc:
-            _check(rc, "cuLaunchKernel")
+            _check(rc, "cuLaunchKernel" if cfg is None else "cuLaunchKernelEx")
         return None
 
     def allow_shared(self, nbytes: int) -> None:
@@ -155,9 +198,11 @@ def device_attribute(device: int, attr: int) -> int:
     return val.value
 
 
-def compile_module(source: str, kernels: dict[str, str], device: int,
-                   defines: dict[str, int] | None = None) -> dict[str, Kernel]:
-    """Compile ``source`` for ``device`` and load it there: {name: Kernel} for ``kernels`` {name: argspec}."""
+def compile_module(source: str, kernels: dict[str, str], device: int, defines: dict[str, int] | None = None,
+                   dependent: Collection[str] = ()) -> dict[str, Kernel]:
+    """Compile ``source`` for ``device`` and load it there: {name: Kernel} for ``kernels`` {name: argspec}. The
+    kernels named in ``dependent`` wait for the previous kernel themselves and are launched as programmatic
+    dependents where the device allows (see the module's docstring)."""
     major, minor = torch.cuda.get_device_capability(device)
     cubin = compile_cubin(source, f"sm_{major}{minor}", defines)
     torch.cuda.init()
@@ -168,5 +213,5 @@ def compile_module(source: str, kernels: dict[str, str], device: int,
         for name, spec in kernels.items():
             func = ctypes.c_void_p()
             _check(_driver().cuModuleGetFunction(ctypes.byref(func), module, name.encode()), "cuModuleGetFunction")
-            out[name] = Kernel(func, spec, device)
+            out[name] = Kernel(func, spec, device, name in dependent and _launches_dependents(device))
     return out

@@ -57,6 +57,9 @@
 #ifndef AR_XSMEM
 #define AR_XSMEM 0     // 1: the block stages x's rows in shared memory first (dynamic, rows * (K + 8) * 2 bytes)
 #endif
+#ifndef AR_PF0
+#define AR_PF0 1       // 64-k blocks of its weight each warp prefetches to L2 before it waits for the previous kernel
+#endif
 #ifndef AR_KCHUNK
 #define AR_KCHUNK 2    // P, 64-k blocks stored together per tile: the layout's kchunk, a power of 2 dividing AR_DEPTH
 #endif
@@ -358,6 +361,15 @@ struct Gemv {
     }
   }
 
+  // L2 prefetches of the warp's first n 64-k blocks of weight (no registers, nothing to wait for).
+  __device__ __forceinline__ void prefetch_l2(int kb0, int n) const {
+    for (int kb = kb0; kb < min(kb0 + n, kb1); ++kb)
+#pragma unroll
+      for (int t = 0; t < AR_NT; ++t)
+        asm volatile("prefetch.global.L2 [%0];" :: "l"(at(wq, (u32)kb / AR_KCHUNK, cstride)
+                                                      + (t * AR_KCHUNK + kb % AR_KCHUNK) * 512));
+  }
+
   // Loads step kb where it is (partly) in the warp's slice.
   __device__ __forceinline__ void load_any(Step& s, int kb) const {
     if (kb + AR_DEPTH <= kb1) load<true>(s, kb);
@@ -384,6 +396,20 @@ __device__ __forceinline__ u32 x_stage(const u16* __restrict__ x, int M, int K, 
 }
 #endif
 
+// Programmatic dependent launch (sm_90+; no-ops in a plain launch): the next kernel, if launched as a dependent,
+// may start once every block of this one has begun; this one, so launched, may start before the previous kernel
+// ends and waits for it (its completion and memory) before it reads x or writes anything.
+__device__ __forceinline__ void pdl_release() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // out (M, N) = x (M, K) @ W (K, N) [+ bias], 1 <= M <= 8 * AR_MT. Grid: N/16 blocks of AR_KSPLIT warps;
 // warp w takes steps [S w / AR_KSPLIT, S (w + 1) / AR_KSPLIT) of the S = ceil(K / 64 / AR_DEPTH).
 extern "C" __global__ void __launch_bounds__(AR_KSPLIT * 32, AR_MINB)
@@ -392,6 +418,7 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const
            int has_bias) {
   const int tile = blockIdx.x * AR_NT, tiles = gridDim.x * AR_NT, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, c = lane & 3;
+  pdl_release();
   const int nkb = K >> 6, nst = (nkb + AR_DEPTH - 1) / AR_DEPTH;
   const int kb0 = nst * warp / AR_KSPLIT * AR_DEPTH;
 
@@ -402,6 +429,10 @@ ar_w4_gemv(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const
   gv.pstride = (u32)tiles * 32 * AR_PW;
   gv.c = c;
   gv.kb1 = min(nst * (warp + 1) / AR_KSPLIT * AR_DEPTH, nkb);
+  // Before the wait only L2 prefetches of the weight: a previous kernel's writes (post_init's repacking) land in L2,
+  // so the loads after the wait see them; a load into registers here might not.
+  gv.prefetch_l2(kb0, AR_PF0);
+  pdl_wait();
   // Rows past M read row M - 1: an mma output row depends on its own x row only, and it is not stored.
 #if AR_XSMEM
   const u32 xbase = x_stage(x, M, K, ldx), xrow = (u32)(K + 8) * 2u;

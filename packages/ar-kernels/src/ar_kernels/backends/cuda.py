@@ -3,7 +3,9 @@
 Decode (up to ``gemv_max_rows`` rows) runs ``_w4_mma.cu``'s GEMV: the weight, repacked at load into
 the A-fragment order of ``mma.m16n8k16`` in chunks of a few 64-k blocks (``_mma_layout``), is streamed
 once by 16-byte loads into registers a step ahead, dequantized two values per instruction and
-multiplied on tensor cores with fp32 accumulation. Its dequantization reproduces the torch backend's
+multiplied on tensor cores with fp32 accumulation. On sm_90+ it is launched as a programmatic dependent: it
+starts while the previous kernel finishes, prefetches its first weight block to L2 and waits for that kernel
+before it reads x (8 GEMVs in a CUDA graph, H100: 14.2 -> 13.1 us each). Its dequantization reproduces the torch backend's
 rounded weight bit for bit, also in bf16 (the fp16 scale is split into two bf16 halves, once at load:
 ``gemv_params``), so it agrees with the torch backend to fp32 summation order.
 Mid-size batches (up to ``gemm_max_rows``) run its GEMM: 64 rows x 128 columns per block, x and the weight
@@ -100,7 +102,7 @@ def kernels(device: int, bf16: bool, sym: bool, group: int, mt: int = 1, ksplit:
     defines = gemv_defines(bf16, sym, group, mt, ksplit, depth, kchunk, nt, xsmem)
     names = {"ar_w4_gemv": _GEMV_ARGS, "ar_w4_dequant": _DEQUANT_ARGS, "ar_w4_gemm": _GEMM_ARGS,
              "ar_w4_gemm_reduce": _REDUCE_ARGS}
-    return compile_module(_source(), names, device, defines)
+    return compile_module(_source(), names, device, defines, dependent=("ar_w4_gemv",))
 
 
 def gemv_defines(bf16: bool, sym: bool, group: int, mt: int, ksplit: int, depth: int, kchunk: int, nt: int,
