@@ -593,12 +593,13 @@ ar_w4_dequant(const u32x4* __restrict__ qrep, const u16* __restrict__ scales, co
 // ---- GEMM (mid-size batches: up to a few hundred rows) ------------------------------------------
 
 // out (M, N) = x (M, K) @ W (K, N) [+ bias] for the layout with P = 1 (AR_KCHUNK 1) and N a multiple of 128.
-// A block of 4 warps takes 64 rows x 128 columns (8 tiles) over one of `ksplit` equal K ranges; 64-k blocks of x
-// (64 x 64) and of the weight (8 tiles x 512 bytes) pass through an AR_GSTAGES-deep ring in dynamic shared
-// memory (AR_GSTAGES * AR_GSLOT bytes), filled by cp.async. Warp w owns tiles 2 w and 2 w + 1 of the block for
-// all 64 rows: the GEMV's fragments with 8 n8 tiles of rows (the dequantized words are the A operand as they
-// come, x's rows the B operand, read from the ring: lane (g, c) takes x[8 mt + g][64 kb + 16 c .. + 15]).
-// Grid: (N / 128) * ksplit * ceil(M / 64) blocks, the row blocks of one weight slice adjacent (they share it in L2).
+// A block of 8 / AR_GTW warps takes R = 8 * AR_GMT rows x 128 columns (8 tiles) over one of `ksplit` equal K
+// ranges; 64-k blocks of x (R x 64) and of the weight (8 tiles x 512 bytes) pass through an AR_GSTAGES-deep ring in
+// dynamic shared memory (AR_GSTAGES * AR_GSLOT bytes), filled by cp.async. Warp w owns tiles AR_GTW w .. + AR_GTW - 1
+// of the block for all R rows: the GEMV's fragments with AR_GMT n8 tiles of rows (the dequantized words are the A
+// operand as they come, x's rows the B operand, read from the ring: lane (g, c) takes x[8 mt + g][64 kb + 16 c ..]).
+// Each weight word is dequantized once per block, so taller blocks spend less on it per row.
+// Grid: (N / 128) * ksplit * ceil(M / R) blocks, the row blocks of one weight slice adjacent (they share it in L2).
 // ksplit 1 writes `out`; more write fp32 partial sums to ws[split][M][N] for `ar_w4_gemm_reduce`.
 #ifndef AR_GSTAGES
 #define AR_GSTAGES 3   // ring slots (3 and 4 measured the same on an H100; 3 stays under 48 KB)
@@ -606,9 +607,17 @@ ar_w4_dequant(const u32x4* __restrict__ qrep, const u16* __restrict__ scales, co
 #ifndef AR_GMINB
 #define AR_GMINB 3     // GEMM blocks per SM the registers must allow
 #endif
+#ifndef AR_GTW
+#define AR_GTW 2       // 16-column tiles per GEMM warp (1 or 2): 8 / AR_GTW warps per block
+#endif
+#ifndef AR_GMT
+#define AR_GMT 8       // n8 tiles of rows per GEMM block (8 or 16: 64 or 128 rows)
+#endif
+#define AR_GTHREADS (256 / AR_GTW)
+#define AR_GROWS (8 * AR_GMT)
 #define AR_GXROW 72                                // x row pitch in the ring, elements: 144 bytes keep
                                                    // 8 rows' 16-byte reads on distinct banks
-#define AR_GSLOT (64 * AR_GXROW * 2 + 8 * 512)     // bytes per ring slot: x, then the weight
+#define AR_GSLOT (AR_GROWS * AR_GXROW * 2 + 8 * 512)  // bytes per ring slot: x, then the weight
 
 __device__ __forceinline__ u32 smem_u32(const void* p) {
   u32 a;
@@ -624,42 +633,42 @@ __device__ __forceinline__ u32x4 lds(u32 a) {
   return v;
 }
 
-// Copies 64-k block kb of x's 64 rows (rows past M are zeros: their outputs are not stored) and of the block's 8
-// weight tiles into ring slot `slot` (shared address): 6 16-byte copies per thread.
+// Copies 64-k block kb of x's AR_GROWS rows (rows past M are zeros: their outputs are not stored) and of the
+// block's 8 weight tiles (256 16-byte chunks) into ring slot `slot` (shared address).
 __device__ __forceinline__ void gemm_fill(u32 slot, const u16* x, const u32x4* wq, int kb, int m0, int M, int ldx,
                                           int tiles, int tile0) {
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int v = threadIdx.x + 128 * i, r = v >> 3, ch = v & 7;
+  for (int i = 0; i < AR_GROWS * 8 / AR_GTHREADS; ++i) {
+    const int v = threadIdx.x + AR_GTHREADS * i, r = v >> 3, ch = v & 7;
     cp16(slot + 2u * (u32)(r * AR_GXROW + ch * 8), x + (u64)min(m0 + r, M - 1) * ldx + kb * 64 + ch * 8,
          m0 + r < M);
   }
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int v = threadIdx.x + 128 * i;
-    cp16(slot + 64 * AR_GXROW * 2 + 16u * v, wq + ((u64)kb * tiles + tile0) * 32 + v);
+  for (int i = 0; i < 256 / AR_GTHREADS; ++i) {
+    const int v = threadIdx.x + AR_GTHREADS * i;
+    cp16(slot + AR_GROWS * AR_GXROW * 2 + 16u * v, wq + ((u64)kb * tiles + tile0) * 32 + v);
   }
 }
 
-extern "C" __global__ void __launch_bounds__(128, AR_GMINB)
+extern "C" __global__ void __launch_bounds__(AR_GTHREADS, AR_GMINB)
 ar_w4_gemm(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const u16* __restrict__ x,
            const u16* __restrict__ bias, u16* __restrict__ out, float* __restrict__ ws, int M, int N, int K,
            int ldx, int ldo, int has_bias, int ksplit) {
   extern __shared__ __align__(16) unsigned char gring[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-  const int mblocks = (M + 63) >> 6, tiles = N >> 4;
-  const int m0 = (blockIdx.x % mblocks) * 64, split = blockIdx.x / mblocks % ksplit;
-  const int tile0 = blockIdx.x / mblocks / ksplit * 8, tile = tile0 + 2 * warp;  // the warp's first tile
+  const int mblocks = (M + AR_GROWS - 1) / AR_GROWS, tiles = N >> 4;
+  const int m0 = (blockIdx.x % mblocks) * AR_GROWS, split = blockIdx.x / mblocks % ksplit;
+  const int tile0 = blockIdx.x / mblocks / ksplit * 8, tile = tile0 + AR_GTW * warp;  // the warp's first tile
   const int nkb = K >> 6, kb0 = nkb * split / ksplit, kb1 = nkb * (split + 1) / ksplit, n_kb = kb1 - kb0;
   const u32 ring = smem_u32(gring);
   const u32* par = params + (tile * 8 + g) * AR_PW;
   const int pstride = tiles * 8 * AR_PW;  // words per group
 
-  float acc[2][8][4];  // tile, n8 tile of rows, D fragment
+  float acc[AR_GTW][AR_GMT][4];  // tile, n8 tile of rows, D fragment
 #pragma unroll
-  for (int t = 0; t < 2; ++t)
+  for (int t = 0; t < AR_GTW; ++t)
 #pragma unroll
-    for (int mt = 0; mt < 8; ++mt)
+    for (int mt = 0; mt < AR_GMT; ++mt)
 #pragma unroll
       for (int j = 0; j < 4; ++j) acc[t][mt][j] = 0.f;
 
@@ -668,9 +677,9 @@ ar_w4_gemm(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const
     if (s < n_kb) gemm_fill(ring + s * AR_GSLOT, x, qrep, kb0 + s, m0, M, ldx, tiles, tile0);
     asm volatile("cp.async.commit_group;" ::: "memory");
   }
-  Par p[2];  // the next block's constants, loaded a block ahead
+  Par p[AR_GTW];  // the next block's constants, loaded a block ahead
 #pragma unroll
-  for (int t = 0; t < 2; ++t) p[t] = load_par(par + group_of(kb0, c) * pstride + t * 8 * AR_PW);
+  for (int t = 0; t < AR_GTW; ++t) p[t] = load_par(par + group_of(kb0, c) * pstride + t * 8 * AR_PW);
   for (int i = 0; i < n_kb; ++i) {
     asm volatile("cp.async.wait_group %0;" :: "n"(AR_GSTAGES - 2) : "memory");
     __syncthreads();  // slot i is in for every thread, and slot i - 1 is free to refill
@@ -681,10 +690,10 @@ ar_w4_gemm(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const
     const u32 slot = ring + i % AR_GSTAGES * AR_GSLOT;
     const int kb = kb0 + i, next = min(kb + 1, kb1 - 1);
 
-    u32 a[2][4][4];  // tile, word kk, the word's A fragment
+    u32 a[AR_GTW][4][4];  // tile, word kk, the word's A fragment
 #pragma unroll
-    for (int t = 0; t < 2; ++t) {
-      const u32x4 q = lds(slot + 64 * AR_GXROW * 2 + 16u * (u32)((2 * warp + t) * 32 + lane));
+    for (int t = 0; t < AR_GTW; ++t) {
+      const u32x4 q = lds(slot + AR_GROWS * AR_GXROW * 2 + 16u * (u32)((AR_GTW * warp + t) * 32 + lane));
       const Col lo = col_of<0>(p[t]), hi = col_of<1>(p[t]);
       p[t] = load_par(par + group_of(next, c) * pstride + t * 8 * AR_PW);
       dequant(q.x, lo, hi, a[t][0]);
@@ -693,27 +702,27 @@ ar_w4_gemm(const u32x4* __restrict__ qrep, const u32* __restrict__ params, const
       dequant(q.w, lo, hi, a[t][3]);
     }
 #pragma unroll
-    for (int mt = 0; mt < 8; ++mt) {
+    for (int mt = 0; mt < AR_GMT; ++mt) {
       const u32 xa = slot + 2u * (u32)((8 * mt + g) * AR_GXROW + 16 * c);
       const u32x4 xq[2] = {lds(xa), lds(xa + 16)};  // row 8 mt + g: k 16 c + 0..7, + 8..15
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         const u32x4& v = xq[kk >> 1];
 #pragma unroll
-        for (int t = 0; t < 2; ++t) mma(acc[t][mt], a[t][kk], (kk & 1) ? v.z : v.x, (kk & 1) ? v.w : v.y);
+        for (int t = 0; t < AR_GTW; ++t) mma(acc[t][mt], a[t][kk], (kk & 1) ? v.z : v.x, (kk & 1) ? v.w : v.y);
       }
     }
   }
 
   // D fragment value j of lane (g, c): column 16 t + g + 8 (j >> 1) of the warp's tiles, row 8 mt + 2 c + (j & 1).
 #pragma unroll
-  for (int t = 0; t < 2; ++t)
+  for (int t = 0; t < AR_GTW; ++t)
 #pragma unroll
     for (int j2 = 0; j2 < 2; ++j2) {
       const int n = (tile + t) * 16 + g + 8 * j2;
       const float b = has_bias && ksplit == 1 ? act2f(bias[n]) : 0.f;
 #pragma unroll
-      for (int mt = 0; mt < 8; ++mt)
+      for (int mt = 0; mt < AR_GMT; ++mt)
 #pragma unroll
         for (int j1 = 0; j1 < 2; ++j1) {
           const int m = m0 + 8 * mt + 2 * c + j1;
