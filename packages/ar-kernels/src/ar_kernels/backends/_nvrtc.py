@@ -7,7 +7,8 @@ with ``cuLaunchKernel`` on the current stream (so CUDA graphs capture it).
 
 Kernels named ``dependent`` are launched (sm_90+) as programmatic dependents (``cuLaunchKernelEx``): they may
 start before the previous kernel in the stream ends and must wait for it themselves (``griddepcontrol.wait``)
-before they read its results or write memory. ``AR_KERNELS_PDL=0`` turns that off.
+before they read its results or write memory. ``AR_KERNELS_PDL=0`` (read when a module is compiled) turns
+that off.
 
 >>> mod = compile_module(src, ["my_kernel"], defines={"N": 4})  # doctest: +SKIP
 >>> mod["my_kernel"](grid=132, block=128, args=(x.data_ptr(), 4))  # doctest: +SKIP

@@ -5,7 +5,7 @@ the A-fragment order of ``mma.m16n8k16`` in chunks of a few 64-k blocks (``_mma_
 once by 16-byte loads into registers a step ahead, dequantized two values per instruction and
 multiplied on tensor cores with fp32 accumulation. On sm_90+ it is launched as a programmatic dependent: it
 starts while the previous kernel finishes, prefetches its first weight block to L2 and waits for that kernel
-before it reads x (8 GEMVs in a CUDA graph, H100: 14.2 -> 13.1 us each). Its dequantization reproduces the torch backend's
+before it reads x (8 GEMVs in a CUDA graph, H100: 14.1 -> 13.0 us each). Its dequantization reproduces the torch backend's
 rounded weight bit for bit, also in bf16 (the fp16 scale is split into two bf16 halves, once at load:
 ``gemv_params``), so it agrees with the torch backend to fp32 summation order.
 Mid-size batches (up to ``gemm_max_rows``) run its GEMM: 64 rows x 128 columns per block, x and the weight
