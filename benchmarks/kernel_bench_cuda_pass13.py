@@ -17,6 +17,8 @@ launch and dense matmul the same way.
 
     PYTHONPATH=packages/ar-kernels/src:benchmarks python benchmarks/kernel_bench_cuda_pass13.py --pdl --json out.json
 
+(``--pdl`` edits the GEMV source as it was before the package took the ``pf1`` variant: run it at commit f31a01e.)
+
 Same layer, launch and timer as the shipped GEMV (rounds of CUDA-graph medians, L2 flushed); the dense baseline is
 ``x @ W.t()`` on the (out, in) weight in the activation dtype.
 """
