@@ -174,7 +174,8 @@ class Kernel:
                 cfg.grid[0], cfg.block[0], cfg.shared, cfg.stream = grid, block, smem, stream
                 rc = _driver().cuLaunchKernelEx(ctypes.byref(cfg), self.func, self._params, None)
         if rc:
-            _check(rc, "cuLaunchKernel" if cfg is None else "cuLaunchKernelEx")
+            _check(rc, "cuLaunchKernel" if cfg is None else
+                   "cuLaunchKernelEx as a programmatic dependent launch (AR_KERNELS_PDL=0 launches plainly)")
         return None
 
     def allow_shared(self, nbytes: int) -> None:
