@@ -17,8 +17,8 @@ The kernels are compiled on first use by the NVRTC library that PyTorch's CUDA w
 compiler, toolkit or extra package. ``import ar_kernels`` imports none of this.
 
 Eager calls launch through a plan cached per (rows, dtype); under ``torch.compile`` the layer calls the same kernels
-as PyTorch operators (``ar_kernels::cuda_int4_gemv``, ``ar_kernels::cuda_int4_dequant``), so a compiled model keeps
-one graph and CUDA graphs capture it.
+as PyTorch operators (``ar_kernels::cuda_int4_gemv``, ``ar_kernels::cuda_int4_gemm``,
+``ar_kernels::cuda_int4_dequant``), so a compiled model keeps one graph and CUDA graphs capture it.
 """
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ _GEMV_ARGS = "ppppp" + "iiiiii"  # qrep params x bias out | M N K ldx ldo has_bi
 _DEQUANT_ARGS = "pppp" + "iii"  # qrep scales zeros w | N Np K
 _GEMM_ARGS = "pppppp" + "iiiiiii"  # qrep params x bias out ws | M N K ldx ldo has_bias ksplit
 _REDUCE_ARGS = "ppp" + "iiiii"  # ws bias out | M N ldo has_bias ksplit
-_GEMM_SMEM = 3 * (64 * 72 * 2 + 8 * 512)  # AR_GSTAGES ring slots of AR_GSLOT bytes
+# The GEMM's launch follows _w4_mma.cu's default block (AR_GTW 2, AR_GMT 8: 128 threads, 64 rows) and its
+# AR_GSTAGES ring slots of AR_GSLOT bytes.
+_GEMM_SMEM = 3 * (64 * 72 * 2 + 8 * 512)
 _GEMV_DTYPES = (torch.float16, torch.bfloat16)  # other activations: dequantize + F.linear
 
 
